@@ -1,0 +1,176 @@
+"""Exercise checks: the student's function against a trusted reference, on fixed cases.
+
+Each exercise has a stable id such as "lab00.unit_range". Its cases and reference live in
+`course_lib/labs/lab00.py`; its points and hint live in the solution notebook's cell
+metadata (the single source the student lab is generated from).
+
+In a notebook, the check cell after an exercise is one line:
+
+    check("lab00.unit_range", to_unit_range)
+
+It runs the student's function on every case, compares with the reference within the
+tolerances, and raises an AssertionError that says what differs. When a grader runs the
+notebook ($COURSE_GRADE_DIR set), the student's outputs are also written there, so the grader
+can compare them again in its own process, where nothing in the student's kernel can reach.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Exercise", "register", "get_exercise", "check", "collect", "verify", "to_plain", "GRADE_DIR_VAR"]
+
+GRADE_DIR_VAR = "COURSE_GRADE_DIR"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A check: `reference(*args)` for args in `cases()`, compared within tolerances.
+
+    cases: argument tuples, deterministic (seeded), fresh objects on each call.
+    compare(got, want, args) -> None raises AssertionError; the default compares numbers and
+    tensors (shapes, dtypes ignored) with `rtol`/`atol`, recursing into tuples, lists, dicts.
+    """
+
+    id: str
+    cases: Callable[[], Sequence[tuple]]
+    reference: Callable[..., Any]
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    compare: Callable[[Any, Any, tuple], None] | None = None
+    describe: str = ""  # what the check checks, shown on success
+
+
+REGISTRY: dict[str, Exercise] = {}
+
+
+def register(ex: Exercise) -> Exercise:
+    if "." not in ex.id:
+        raise ValueError(f"Exercise id must look like 'lab00.name', got {ex.id!r}.")
+    REGISTRY[ex.id] = ex
+    return ex
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    """Find an exercise by id, importing `course_lib.labs.<lab>` on first use."""
+    lab = exercise_id.split(".", 1)[0]
+    if exercise_id not in REGISTRY:
+        try:
+            importlib.import_module(f"course_lib.labs.{lab}")
+        except ModuleNotFoundError as e:
+            raise KeyError(f"No lab module course_lib/labs/{lab}.py for exercise {exercise_id!r}.") from e
+    if exercise_id not in REGISTRY:
+        known = sorted(k for k in REGISTRY if k.startswith(lab + "."))
+        raise KeyError(f"Unknown exercise {exercise_id!r}; {lab} has {known}.")
+    return REGISTRY[exercise_id]
+
+
+def to_plain(value: Any) -> Any:
+    """Convert an output to tensors, floats, ints, bools, strings and containers of them.
+
+    This is what is stored for the grader (loadable with torch.load(weights_only=True)).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu").clone()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value] if isinstance(value, list) else tuple(to_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    raise TypeError(f"cannot check a value of type {type(value).__name__}; return tensors or numbers.")
+
+
+def _shape(x: Any) -> str:
+    return f"tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def compare_close(got: Any, want: Any, rtol: float, atol: float, where: str = "output") -> None:
+    """Raise AssertionError unless got and want agree (recursively) within tolerances."""
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            raise AssertionError(f"{where}: expected a tuple of {len(want)} values, got {_shape(got)}"
+                                 + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "") + ".")
+        for i, (g, w) in enumerate(zip(got, want)):
+            compare_close(g, w, rtol, atol, f"{where}[{i}]")
+        return
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or set(got) != set(want):
+            raise AssertionError(f"{where}: expected a dict with keys {sorted(want)}, got "
+                                 f"{sorted(got) if isinstance(got, dict) else _shape(got)}.")
+        for k in want:
+            compare_close(got[k], want[k], rtol, atol, f"{where}[{k!r}]")
+        return
+    if isinstance(want, (str, bool)) or want is None:
+        if got != want:
+            raise AssertionError(f"{where}: expected {want!r}, got {got!r}.")
+        return
+    if isinstance(got, (bool,)) or isinstance(got, str) or got is None or isinstance(got, (list, tuple, dict)):
+        raise AssertionError(f"{where}: expected a number or tensor, got {_shape(got)}.")
+    g = torch.as_tensor(got, dtype=torch.float64)
+    w = torch.as_tensor(want, dtype=torch.float64)
+    if isinstance(want, torch.Tensor) and want.ndim > 0 and tuple(g.shape) != tuple(w.shape):
+        raise AssertionError(f"{where}: expected shape {tuple(w.shape)}, got {tuple(g.shape)}.")
+    if g.numel() != w.numel():
+        raise AssertionError(f"{where}: expected {w.numel()} value(s), got {g.numel()}.")
+    g, w = g.reshape(w.shape), w
+    both_nan = torch.isnan(g) & torch.isnan(w)
+    ok = torch.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True) | both_nan
+    if not bool(ok.all()):
+        i = int((~ok).flatten().nonzero()[0])
+        gi, wi = float(g.flatten()[i]), float(w.flatten()[i])
+        n_bad = int((~ok).sum())
+        at = f" at flat index {i}" if w.numel() > 1 else ""
+        raise AssertionError(f"{where}: {n_bad} of {w.numel()} value(s) differ from the reference{at}: "
+                             f"got {gi:.6g}, expected {wi:.6g} (rtol={rtol:g}, atol={atol:g}).")
+
+
+def collect(ex: Exercise, fn: Callable[..., Any]) -> list[Any]:
+    """Run the student's function on every case; return the outputs as plain data."""
+    if not callable(fn):
+        raise TypeError(f"{ex.id}: check() needs the function you wrote, got {type(fn).__name__}.")
+    return [to_plain(fn(*args)) for args in ex.cases()]
+
+
+def verify(ex: Exercise, outputs: Sequence[Any]) -> int:
+    """Compare outputs with the reference on fresh cases; return the number of cases checked."""
+    cases = list(ex.cases())
+    if len(outputs) != len(cases):
+        raise AssertionError(f"{ex.id}: expected {len(cases)} outputs, got {len(outputs)}.")
+    for k, (args, got) in enumerate(zip(cases, outputs)):
+        want = to_plain(ex.reference(*args))
+        where = f"{ex.id}, case {k + 1} of {len(cases)}"
+        if ex.compare is not None:
+            ex.compare(got, want, args)
+        else:
+            compare_close(got, want, ex.rtol, ex.atol, where)
+    return len(cases)
+
+
+def _record(ex: Exercise, outputs: list[Any]) -> None:
+    folder = os.environ.get(GRADE_DIR_VAR)
+    if not folder:
+        return
+    from .checkpoint import atomic_save
+
+    atomic_save({"exercise": ex.id, "outputs": outputs}, Path(folder) / f"{ex.id}.pt")
+
+
+def check(exercise_id: str, fn: Callable[..., Any]) -> None:
+    """Check the student's `fn` for an exercise; print a line on success, raise AssertionError if not."""
+    ex = get_exercise(exercise_id)
+    outputs = collect(ex, fn)
+    _record(ex, outputs)
+    n = verify(ex, outputs)
+    print(f"✓ {ex.id}: matches the reference on {n} case{'s' * (n != 1)}" + (f" ({ex.describe})" if ex.describe else ""))

@@ -1,0 +1,213 @@
+"""Single-source exercises: student labs are generated from the solution notebooks.
+
+In a solution notebook, an exercise cell carries `{"course": {"exercise": ID, "points": P,
+"hint": "..."}}` in its metadata, and the code the student writes sits between marker lines:
+
+    def kl_discrete(p, q):
+        '''contract: shapes, what to return'''
+        ### BEGIN SOLUTION
+        return (p * (p / q).log()).sum(-1)
+        ### END SOLUTION
+
+The lab replaces each marked region with a stub that raises NotImplementedError with the
+hint. The check cell that follows carries `{"course": {"check": ID}}`. Commands:
+
+    python -m course_lib.notebooks labs            # regenerate labs/ from solutions/
+    python -m course_lib.notebooks labs --check    # exit 1 if a committed lab is stale
+    python -m course_lib.notebooks execute lectures/*.ipynb   # refresh committed outputs
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\s*$")
+END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
+NB_VERSION = 4
+
+__all__ = ["ExerciseCell", "exercises_of", "make_lab", "generate_labs", "stale_labs", "execute"]
+
+
+@dataclass(frozen=True)
+class ExerciseCell:
+    id: str
+    points: float
+    hint: str
+    index: int  # position in the notebook (for messages only; ids are what count)
+
+
+def course_meta(cell) -> dict:
+    return dict(cell.get("metadata", {}).get("course", {}))
+
+
+def exercises_of(nb) -> list[ExerciseCell]:
+    """The exercises of a solution notebook, in order, from cell metadata."""
+    out, seen = [], set()
+    for i, cell in enumerate(nb.cells):
+        meta = course_meta(cell)
+        if "exercise" in meta:
+            ex_id = meta["exercise"]
+            if ex_id in seen:
+                raise ValueError(f"exercise id {ex_id!r} appears twice (cell {i}); ids must be unique.")
+            seen.add(ex_id)
+            out.append(ExerciseCell(ex_id, float(meta.get("points", 1)), str(meta.get("hint", "")), i))
+    return out
+
+
+def checks_of(nb) -> dict[str, int]:
+    """exercise id -> index of its check cell."""
+    return {course_meta(c)["check"]: i for i, c in enumerate(nb.cells) if "check" in course_meta(c)}
+
+
+def stub_source(source: str, exercise_id: str, hint: str) -> str:
+    """Replace each BEGIN/END SOLUTION region with a NotImplementedError stub."""
+    lines, out, i, regions = source.split("\n"), [], 0, 0
+    while i < len(lines):
+        m = BEGIN.match(lines[i])
+        if not m:
+            if END.match(lines[i]):
+                raise ValueError(f"exercise {exercise_id!r}: '### END SOLUTION' without a BEGIN.")
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not END.match(lines[j]):
+            if BEGIN.match(lines[j]):
+                raise ValueError(f"exercise {exercise_id!r}: nested '### BEGIN SOLUTION'.")
+            j += 1
+        if j == len(lines):
+            raise ValueError(f"exercise {exercise_id!r}: '### BEGIN SOLUTION' without an END.")
+        ind = m.group("indent")
+        message = f"Exercise {exercise_id}" + (f": {hint}" if hint else ": write your solution here")
+        out.append(f"{ind}# YOUR CODE HERE")
+        out.append(f"{ind}raise NotImplementedError({message!r})")
+        regions += 1
+        i = j + 1
+    if regions == 0:
+        raise ValueError(f"exercise {exercise_id!r}: its cell has no '### BEGIN SOLUTION' region.")
+    return "\n".join(out)
+
+
+def make_lab(solution) -> nbformat.NotebookNode:
+    """The student version of a solution notebook (a new notebook; the input is not changed)."""
+    nb = nbformat.from_dict(solution)
+    nb = nbformat.v4.upgrade(nb) if nb.nbformat < NB_VERSION else nb
+    checks = checks_of(nb)
+    for ex in exercises_of(nb):
+        if ex.id not in checks:
+            raise ValueError(f"exercise {ex.id!r} has no check cell (metadata course.check = {ex.id!r}).")
+        if checks[ex.id] < ex.index:
+            raise ValueError(f"the check cell of {ex.id!r} comes before the exercise.")
+    new_cells = []
+    for cell in nb.cells:
+        meta = course_meta(cell)
+        if meta.get("solution_only"):
+            continue
+        cell = nbformat.from_dict(dict(cell))
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if "exercise" in meta:
+                cell.source = stub_source(cell.source, meta["exercise"], str(meta.get("hint", "")))
+        else:
+            for marker in BEGIN, END:
+                if any(marker.match(line) for line in cell.source.split("\n")):
+                    raise ValueError("solution markers are only allowed in code cells with exercise metadata.")
+        cell.pop("id", None)
+        new_cells.append(cell)
+    nb.cells = new_cells
+    nb.metadata.setdefault("course", {})["generated_from"] = "solutions (run `make labs`, do not edit by hand)"
+    return _normalise(nb)
+
+
+def _normalise(nb) -> nbformat.NotebookNode:
+    # Stable cell ids derived from position and content role, so regeneration is byte-identical.
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+    nbformat.validate(nb)
+    return nb
+
+
+def dumps(nb) -> str:
+    return nbformat.writes(nb, version=NB_VERSION) + "\n"
+
+
+def lab_path(solution_path: Path) -> Path:
+    return solution_path.parent.parent / "labs" / solution_path.name
+
+
+def generate_labs(root: Path = REPO_ROOT, check_only: bool = False) -> list[Path]:
+    """Write labs/X.ipynb for every solutions/X.ipynb; return the labs that were (or would be) changed."""
+    changed = []
+    solutions = sorted((root / "solutions").glob("*.ipynb"))
+    for sol in solutions:
+        lab = lab_path(sol)
+        text = dumps(make_lab(nbformat.read(sol, as_version=NB_VERSION)))
+        if not lab.exists() or lab.read_text(encoding="utf-8") != text:
+            changed.append(lab)
+            if not check_only:
+                lab.parent.mkdir(parents=True, exist_ok=True)
+                lab.write_text(text, encoding="utf-8")
+    extra = sorted(set((root / "labs").glob("*.ipynb")) - {lab_path(s) for s in solutions})
+    changed += extra  # a lab with no solution is stale too
+    return changed
+
+
+def stale_labs(root: Path = REPO_ROOT) -> list[Path]:
+    return generate_labs(root, check_only=True)
+
+
+def execute(paths: list[Path], profile: str = "cpu", timeout: int = 900, kernel: str = "python3") -> None:
+    """Run notebooks top to bottom in a fresh kernel and save their outputs in place."""
+    from nbclient import NotebookClient
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=NB_VERSION)
+        env_before = os.environ.get("COURSE_PROFILE")
+        os.environ["COURSE_PROFILE"] = profile
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        finally:
+            if env_before is None:
+                os.environ.pop("COURSE_PROFILE", None)
+            else:
+                os.environ["COURSE_PROFILE"] = env_before
+        path.write_text(dumps(nb), encoding="utf-8")
+        print(f"executed {path} ({profile} profile)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course_lib.notebooks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    labs = sub.add_parser("labs", help="generate labs/ from solutions/")
+    labs.add_argument("--check", action="store_true", help="exit 1 if a committed lab differs from a fresh one")
+    ex = sub.add_parser("execute", help="run notebooks in place so their committed outputs are fresh")
+    ex.add_argument("paths", nargs="+", type=Path)
+    ex.add_argument("--profile", default="cpu")
+    ex.add_argument("--timeout", type=int, default=900)
+    args = p.parse_args(argv)
+    if args.cmd == "labs":
+        changed = generate_labs(check_only=args.check)
+        if args.check:
+            if changed:
+                print("Stale labs (run `make labs` and commit):\n" + "\n".join(f"  {c}" for c in changed))
+                return 1
+            print("labs are up to date")
+        else:
+            print("\n".join(f"wrote {c}" for c in changed) or "labs already up to date")
+        return 0
+    paths = [q for q in args.paths if q.suffix == ".ipynb"] + [n for q in args.paths if q.is_dir() for n in sorted(q.glob("*.ipynb"))]
+    execute(paths, profile=args.profile, timeout=args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The one training loop of the course.
+
+A model's process (a GAN, a VAE, a PixelCNN) supplies loss functions; the loop owns
+everything else: devices, mixed precision, the progress bar, the history, callbacks,
+checkpoints, interrupts and non-finite losses.
+
+    phases = [Phase("d_loss", gan.discriminator_loss, opt_d),          # every step
+              Phase("g_loss", gan.generator_loss, opt_g, every=k)]     # k D steps per G step
+    trainer = Trainer(gan, phases, TrainConfig(log_every=50))
+    history = trainer.fit(data.batches(128), epochs=5)                 # dict of lists
+
+A single-loss model is one phase. Stop with the Jupyter stop button at any time: `fit`
+returns with the model and history intact, and calling it again continues.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["Phase", "TrainConfig", "Trainer", "NonFiniteLossError"]
+
+LossFn = Callable[[Any], Mapping[str, torch.Tensor]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became inf or NaN; the model was rolled back to its last good weights."""
+
+
+@dataclass
+class Phase:
+    """One optimiser and the loss it minimises.
+
+    loss_fn(batch) returns a dict of scalar tensors; the entry named `name` is minimised,
+    the others are only logged. The phase runs on steps where `step % every == 0`.
+    """
+
+    name: str
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    every: int = 1
+    grad_clip: float | None = None  # max gradient norm, None: no clipping
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"Phase {self.name!r}: every must be >= 1, got {self.every}.")
+
+
+@dataclass
+class TrainConfig:
+    log_every: int = 25  # steps between history entries (each is the mean over those steps)
+    callback_every: int | None = None  # steps between callback(trainer) calls; None: only at the end
+    checkpoint: str | Path | None = None  # where to save; also saved at the end and on interrupt
+    checkpoint_every: int | None = None  # steps between checkpoints; None: only at the end
+    amp: bool | None = None  # bf16 autocast; None: on for CUDA
+    channels_last: bool | None = None  # NHWC memory layout for conv nets; None: on for CUDA
+    progress: bool = True  # tqdm progress bar
+
+
+def _clone(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree
+
+
+class Trainer:
+    """Runs phases over batches; keeps `history`, `step` and the last good weights."""
+
+    def __init__(self, model: nn.Module, phases: Phase | Sequence[Phase], config: TrainConfig | None = None,
+                 device: str | torch.device | None = None) -> None:
+        self.model = model
+        self.phases = [phases] if isinstance(phases, Phase) else list(phases)
+        if not self.phases:
+            raise ValueError("Trainer needs at least one Phase.")
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Phase names must be unique, got {names}.")
+        self.config = config or TrainConfig()
+        if device is None:
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if self.config.amp is None else self.config.amp
+        self.channels_last = cuda if self.config.channels_last is None else self.config.channels_last
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.step = 0
+        self.samples_seen = 0
+        self.seconds = 0.0
+        self.history: dict[str, list[float]] = {"step": [], "time": []}
+        self.status = "new"  # new | running | done | interrupted | nonfinite
+        # Two snapshots: `_candidate` is taken at each history flush; it becomes `_good` once a
+        # later step has computed a finite loss from it. A rollback goes to the newest state
+        # whose loss was seen to be finite.
+        self._good = self._candidate = self._snapshot()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {p.name: p.optimizer for p in self.phases}
+
+    def _snapshot(self) -> dict:
+        return {"step": self.step, "model": _clone(self.model.state_dict()),
+                "optimizers": {n: _clone(o.state_dict()) for n, o in self.optimizers.items()}}
+
+    def _restore(self, snap: dict) -> None:
+        self.model.load_state_dict(snap["model"])
+        for n, o in self.optimizers.items():
+            o.load_state_dict(snap["optimizers"][n])
+        self.step = snap["step"]
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = path or self.config.checkpoint
+        if path is None:
+            raise ValueError("No checkpoint path: pass one, or set TrainConfig(checkpoint='runs/name.pt').")
+        return save_checkpoint(path, self.model, self.optimizers, step=self.step, history=self.history,
+                               extra={"samples_seen": self.samples_seen, "seconds": self.seconds})
+
+    def load(self, path: str | Path | None = None) -> "Trainer":
+        """Resume from a checkpoint written by `save` (weights, optimisers, step, history)."""
+        path = path or self.config.checkpoint
+        if path is None:
+            raise ValueError("No checkpoint path: pass one, or set TrainConfig(checkpoint=...).")
+        info = load_checkpoint(path, self.model, self.optimizers, map_location=self.device)
+        self.step, self.history = int(info["step"]), {k: list(v) for k, v in info["history"].items()}
+        self.history.setdefault("step", []), self.history.setdefault("time", [])
+        self.samples_seen = int(info["extra"].get("samples_seen", 0))
+        self.seconds = float(info["extra"].get("seconds", 0.0))
+        self._good = self._candidate = self._snapshot()
+        return self
+
+    # -- one step ----------------------------------------------------------------------------
+    def _to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.to(self.device, non_blocking=True)
+            if self.channels_last and batch.ndim == 4 and batch.is_floating_point():
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            return batch
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._to_device(b) for b in batch)
+        return batch
+
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _run_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        logs: dict[str, torch.Tensor] = {}
+        for phase in self.phases:
+            if self.step % phase.every:
+                continue
+            with self._autocast():
+                out = phase.loss_fn(batch)
+            if not isinstance(out, Mapping) or phase.name not in out:
+                got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
+                raise TypeError(f"Phase {phase.name!r}: its loss function must return a dict with the key "
+                                f"{phase.name!r} (the loss to minimise); it returned {got}.")
+            loss = out[phase.name]
+            if loss.ndim != 0:
+                raise ValueError(f"Phase {phase.name!r}: the loss must be a scalar, got shape {tuple(loss.shape)}; "
+                                 f"take .mean() over the batch.")
+            phase.optimizer.zero_grad(set_to_none=True)
+            loss.float().backward()
+            if phase.grad_clip is not None:
+                params = [p for g in phase.optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
+            phase.optimizer.step()
+            for k, v in out.items():
+                logs[k] = v.detach().float()
+        return logs
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _flush(self, pending: list[tuple[int, dict[str, torch.Tensor]]], t0: float) -> None:
+        """Move pending losses to the CPU (one sync), check them, append window means to history."""
+        if not pending:
+            return
+        keys = sorted({k for _, logs in pending for k in logs})
+        values = {k: torch.stack([logs[k] for _, logs in pending if k in logs]).cpu() for k in keys}
+        for k, v in values.items():
+            bad = (~torch.isfinite(v)).nonzero()
+            if len(bad):
+                steps = [s for s, logs in pending if k in logs]
+                bad_step = steps[int(bad[0])]
+                # The candidate's own loss was computed at step candidate["step"]; if that one is
+                # finite, the candidate is good, otherwise fall back to the older verified state.
+                self._restore(self._candidate if bad_step > self._candidate["step"] else self._good)
+                pending.clear()
+                self.status = "nonfinite"
+                raise NonFiniteLossError(
+                    f"Loss {k!r} became {float(v[int(bad[0])])} at step {bad_step}. Training stopped and the model "
+                    f"was rolled back to its last good weights (step {self.step}); history is kept up to there. "
+                    f"Try a lower learning rate, gradient clipping (Phase(..., grad_clip=1.0)), or look for "
+                    f"log(0) or a division by zero in the loss.")
+        self.seconds += time.perf_counter() - t0
+        self.history["step"].append(float(pending[-1][0] + 1))
+        self.history["time"].append(self.seconds)
+        n_before = len(self.history["step"]) - 1
+        for k, v in values.items():
+            col = self.history.setdefault(k, [math.nan] * n_before)
+            col += [math.nan] * (n_before - len(col))
+            col.append(float(v.mean()))
+        for k in self.history:
+            if k not in values and k not in ("step", "time") and len(self.history[k]) == n_before:
+                self.history[k].append(math.nan)
+        pending.clear()
+        self._good, self._candidate = self._candidate, self._snapshot()
+
+    def fit(self, batches: Iterable, steps: int | None = None, epochs: int | None = None,
+            callback: Callable[["Trainer"], None] | None = None) -> dict[str, list[float]]:
+        """Train for `steps` more steps, or `epochs` more passes over `batches`; return the history.
+
+        `batches` is re-iterated for each epoch (e.g. `ImageData.batches(...)` or a `Batches`).
+        """
+        if (steps is None) == (epochs is None):
+            raise ValueError("Give exactly one of steps=... or epochs=....")
+        if steps is None:
+            try:
+                per_epoch = len(batches)  # type: ignore[arg-type]
+            except TypeError as e:
+                raise TypeError("epochs=... needs batches with a length; pass steps=... instead.") from e
+            steps = per_epoch * int(epochs)  # type: ignore[arg-type]
+        if steps <= 0:
+            raise ValueError(f"steps must be positive, got {steps}.")
+        cfg = self.config
+        target = self.step + steps
+        self.status = "running"
+        self.model.train()
+        pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=steps, desc="train", leave=True)
+        t0 = time.perf_counter()
+        try:
+            while self.step < target:
+                started = self.step
+                for batch in batches:
+                    if self.step >= target:
+                        break
+                    batch = self._to_device(batch)
+                    logs = self._run_step(batch)
+                    pending.append((self.step, logs))
+                    first = batch[0] if isinstance(batch, (list, tuple)) else batch
+                    self.samples_seen += len(first) if isinstance(first, torch.Tensor) else 1
+                    self.step += 1
+                    if self.step % cfg.log_every == 0 or self.step == target:
+                        self._flush(pending, t0)
+                        t0 = time.perf_counter()
+                        if bar is not None:
+                            bar.update(steps - (target - self.step) - bar.n)
+                            bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history.items()
+                                             if k not in ("step", "time") and v}, refresh=False)
+                            bar.refresh()
+                    if callback is not None and cfg.callback_every and self.step % cfg.callback_every == 0:
+                        callback(self)
+                    if cfg.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self._flush(pending, t0)
+                        t0 = time.perf_counter()
+                        self.save()
+                if self.step == started:
+                    raise ValueError("batches yielded nothing: is the dataset smaller than one batch?")
+        except KeyboardInterrupt:
+            self._flush(pending, t0)
+            self.status = "interrupted"
+            print(f"Interrupted at step {self.step}: the model and history are kept. "
+                  f"Call fit(...) again to continue" + (f"; checkpoint saved to {self.save()}" if cfg.checkpoint else "."))
+            return self.history
+        finally:
+            if bar is not None:
+                bar.close()
+            self.model.eval()
+        self.status = "done"
+        if callback is not None:
+            callback(self)
+        if cfg.checkpoint:
+            self.save()
+        return self.history
