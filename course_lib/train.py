@@ -124,6 +124,9 @@ class Trainer:
         for n, o in self.optimizers.items():
             o.load_state_dict(snap["optimizers"][n])
         self.step = snap["step"]
+        keep = sum(1 for s in self.history["step"] if s <= self.step)  # drop rows past the restored step
+        for k in self.history:
+            del self.history[k][keep:]
 
     def save(self, path: str | Path | None = None) -> Path:
         path = path or self.config.checkpoint
