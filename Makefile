@@ -1,0 +1,54 @@
+# Every target wraps a plain Python command; `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv data lab test labs notebooks bench grade clean
+
+help:
+	@echo "make lab        set up (.venv, data) and start JupyterLab on the course"
+	@echo "make test       set up, then unit tests + every notebook in the smoke profile"
+	@echo "make labs       regenerate labs/ from solutions/"
+	@echo "make notebooks  re-execute lectures/ in place (PROFILE=cpu) so committed outputs are fresh"
+	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run"
+	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+data: venv
+	$(PY) -m course_lib.data fashion-mnist
+
+lab: data
+	$(VENV)/bin/jupyter lab $(LAB_ARGS)
+
+test: data
+	$(PY) -m course_lib.notebooks labs --check
+	COURSE_PROFILE=smoke $(PY) -m pytest tests lectures solutions \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) $(PYTEST_ARGS)
+
+CELL_TIMEOUT ?= 300
+
+labs: venv
+	$(PY) -m course_lib.notebooks labs
+
+PROFILE ?= cpu
+notebooks: data
+	$(PY) -m course_lib.notebooks execute lectures --profile $(PROFILE)
+
+MODEL ?= all
+bench: data
+	$(PY) -m course_lib.bench $(MODEL) --profile $(PROFILE)
+
+OUT ?= grades
+grade: venv
+	$(PY) -m course_lib.grade $(LAB) $(SUBMISSIONS) --out $(OUT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
