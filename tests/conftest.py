@@ -1,0 +1,34 @@
+"""Shared test setup: a headless matplotlib backend and an environment with no course state.
+
+Every test runs with $COURSE_DATA pointing at an empty temporary folder, no system copies of
+any dataset ($COURSE_SYSTEM_DATA empty), and no $COURSE_PROFILE or $COURSE_GRADE_DIR, so no
+test reads or writes the repository's data/ or depends on the machine it runs on.
+"""
+import os
+
+os.environ["MPLBACKEND"] = "Agg"  # before anything imports matplotlib.pyplot
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    data = tmp_path / "course_data"
+    monkeypatch.setenv("COURSE_DATA", str(data))
+    monkeypatch.setenv("COURSE_SYSTEM_DATA", "")
+    for var in ("COURSE_PROFILE", "COURSE_GRADE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    yield data
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails at once, as on a machine with no network."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
