@@ -48,6 +48,19 @@ def _load_all() -> None:
                 raise
 
 
+def device_name(dev: torch.device) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo where there is one."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run(name: str, profile: str | None = None, device: str = "auto", seed: int = 0) -> dict:
     """Run one benchmark and return its JSON-ready record."""
     _load_all()
@@ -62,7 +75,7 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
         "model": name,
         "profile": course.profile.name,
         "device": dev.type,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": device_name(dev),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "seed": seed,
@@ -94,4 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module: model modules register into *its* BENCHES, not __main__'s.
+    from course_lib.bench import main as _main
+
+    sys.exit(_main())

@@ -272,11 +272,13 @@ class Trainer:
                                              if k not in ("step", "time") and v}, refresh=False)
                             bar.refresh()
                     if callback is not None and cfg.callback_every and self.step % cfg.callback_every == 0:
+                        paused = time.perf_counter()
                         callback(self)
+                        t0 += time.perf_counter() - paused  # training time excludes callbacks
                     if cfg.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         self._flush(pending, t0)
-                        t0 = time.perf_counter()
                         self.save()
+                        t0 = time.perf_counter()  # ... and checkpoint writes
                 if self.step == started:
                     raise ValueError("batches yielded nothing: is the dataset smaller than one batch?")
         except KeyboardInterrupt:
