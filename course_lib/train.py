@@ -196,21 +196,25 @@ class Trainer:
             return
         keys = sorted({k for _, logs in pending for k in logs})
         values = {k: torch.stack([logs[k] for _, logs in pending if k in logs]).cpu() for k in keys}
+        first_bad = None  # (step, key, value) of the earliest non-finite value, over every key
         for k, v in values.items():
             bad = (~torch.isfinite(v)).nonzero()
             if len(bad):
                 steps = [s for s, logs in pending if k in logs]
-                bad_step = steps[int(bad[0])]
-                # The candidate's own loss was computed at step candidate["step"]; if that one is
-                # finite, the candidate is good, otherwise fall back to the older verified state.
-                self._restore(self._candidate if bad_step > self._candidate["step"] else self._good)
-                pending.clear()
-                self.status = "nonfinite"
-                raise NonFiniteLossError(
-                    f"Loss {k!r} became {float(v[int(bad[0])])} at step {bad_step}. Training stopped and the model "
-                    f"was rolled back to its last good weights (step {self.step}); history is kept up to there. "
-                    f"Try a lower learning rate, gradient clipping (Phase(..., grad_clip=1.0)), or look for "
-                    f"log(0) or a division by zero in the loss.")
+                if first_bad is None or steps[int(bad[0])] < first_bad[0]:
+                    first_bad = (steps[int(bad[0])], k, float(v[int(bad[0])]))
+        if first_bad is not None:
+            bad_step, k, value = first_bad
+            # The candidate's own loss was computed at step candidate["step"]; if that one is
+            # finite, the candidate is good, otherwise fall back to the older verified state.
+            self._restore(self._candidate if bad_step > self._candidate["step"] else self._good)
+            pending.clear()
+            self.status = "nonfinite"
+            raise NonFiniteLossError(
+                f"Loss {k!r} became {value} at step {bad_step}. Training stopped and the model "
+                f"was rolled back to its last good weights (step {self.step}); history is kept up to there. "
+                f"Try a lower learning rate, gradient clipping (Phase(..., grad_clip=1.0)), or look for "
+                f"log(0) or a division by zero in the loss.")
         self.seconds += time.perf_counter() - t0
         self.history["step"].append(float(pending[-1][0] + 1))
         self.history["time"].append(self.seconds)
