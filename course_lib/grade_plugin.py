@@ -1,0 +1,173 @@
+"""A small pytest plugin that the grader loads into the pytest it runs on each submission.
+
+It does two things, both in the pytest process (the student's kernel cannot reach them):
+
+1. After every notebook cell that nbval runs, it appends one JSON line to `--course-grade-log`:
+   the cell's number among code cells, a status (passed, skipped, error, timeout, died, lost),
+   whether the kernel is gone after it (`fatal`), and a short reason. The lines are flushed one by
+   one, so the grader still has them if it has to kill the run.
+2. While a cell runs, a watchdog thread watches the kernel process. If the kernel dies, nbval would
+   wait for the whole cell timeout before noticing; if a cell ignores nbval's interrupt and keeps
+   printing, nbval would wait forever. The watchdog ends both at once: it kills the kernel if the
+   cell runs past `--course-grade-hard-limit` seconds, and stops nbval's wait with a signal, so
+   the cell fails with `KernelGone` and the later cells fail fast with "Kernel dead".
+
+The grader runs: python -m pytest graded.ipynb --nbval-lax -p course_lib.grade_plugin
+--course-grade-log LOG --course-grade-hard-limit S ...
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+WAKE_SIGNAL = signal.SIGUSR1
+
+
+class KernelGone(Exception):
+    """Raised in pytest's main thread when the watchdog finds the kernel dead or has killed it."""
+
+
+def short(text: Any, limit: int = 200) -> str:
+    """One line of at most `limit` characters, without terminal colours."""
+    line = " ".join(ANSI.sub("", str(text)).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class Watchdog:
+    """Watches the kernel process while one cell runs (see the module docstring)."""
+
+    def __init__(self, process: Any, cell_timeout: float, hard_limit: float) -> None:
+        self.process, self.cell_timeout, self.hard_limit = process, cell_timeout, hard_limit
+        self.died: int | None = None  # the kernel's exit code, if it died on its own
+        self.killed = False  # True if we killed it for running past the hard limit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="course-grade-watchdog")
+
+    def _watch(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(0.1):
+            code, elapsed = self.process.poll(), time.monotonic() - start
+            if code is None and elapsed > self.hard_limit:
+                try:  # the kernel leads its own process group (jupyter starts it in a new session)
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except OSError:
+                    self.process.kill()
+                self.killed = True
+            elif code is not None and elapsed < self.cell_timeout:
+                self.died = code  # later, nbval itself has stopped the kernel after its timeout
+            elif code is not None:
+                return
+            else:
+                continue
+            _armed.wait_raise = True
+            os.kill(os.getpid(), WAKE_SIGNAL)  # Python runs the handler in the main thread
+            return
+
+    def __enter__(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Armed:
+    """Whether the wake-up signal should raise (only while a cell runs and the watchdog fired)."""
+
+    wait_raise = False
+    running = False
+
+
+_armed = _Armed()
+
+
+def _on_wake(signum: int, frame: Any) -> None:
+    if _armed.running and _armed.wait_raise:
+        _armed.wait_raise = False
+        raise KernelGone("the kernel is gone")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("course-grade", "course_lib grading")
+    group.addoption("--course-grade-log", default=None, help="append one JSON line per notebook cell here")
+    group.addoption("--course-grade-hard-limit", type=float, default=None,
+                    help="kill the kernel when one cell runs longer than this many seconds")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("course_grade_log") and threading.current_thread() is threading.main_thread():
+        signal.signal(WAKE_SIGNAL, _on_wake)
+
+
+def _kernel_process(item: pytest.Item) -> Any:
+    kernel = getattr(getattr(item, "parent", None), "kernel", None)
+    provisioner = getattr(getattr(kernel, "km", None), "provisioner", None)
+    return getattr(provisioner, "process", None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    limit = item.config.getoption("course_grade_hard_limit")
+    process = _kernel_process(item) if item.config.getoption("course_grade_log") else None
+    if process is None or not limit:
+        yield
+        return
+    watchdog = Watchdog(process, float(item.config.getoption("nbval_cell_timeout")), limit)
+    item._course_watchdog = watchdog  # read by pytest_runtest_makereport
+    _armed.running, _armed.wait_raise = True, False
+    try:
+        with watchdog:
+            yield
+    finally:
+        _armed.running = False
+
+
+def classify(item: pytest.Item, call: pytest.CallInfo) -> dict:
+    """What happened in one cell, from nbval's exception and the watchdog's notes."""
+    watchdog = getattr(item, "_course_watchdog", None)
+    exc = call.excinfo.value if call.excinfo else None
+    if call.when == "setup":  # nbval starts the kernel while setting up the first cell
+        return {"status": "lost", "fatal": True, "reason": f"kernel did not start: {short(exc)}"}
+    if watchdog is not None and watchdog.killed:
+        return {"status": "timeout", "fatal": True,
+                "reason": f"timeout: ran past {watchdog.hard_limit:g} s and ignored the interrupt; kernel killed"}
+    if watchdog is not None and watchdog.died is not None:
+        return {"status": "died", "fatal": True, "reason": f"kernel died (exit code {watchdog.died})"}
+    if exc is None:
+        return {"status": "passed", "fatal": False, "reason": ""}
+    if isinstance(exc, pytest.skip.Exception):
+        return {"status": "skipped", "fatal": False, "reason": "cell skipped (NBVAL_SKIP)"}
+    message = short(exc)
+    if "Kernel dead" in message:
+        return {"status": "lost", "fatal": True, "reason": "not run: the kernel was already dead"}
+    if "Timeout" in message:  # nbval's words; after "Failed to interrupt" it has stopped the kernel
+        fatal = "Failed to interrupt" in message or "waiting for output" in message
+        seconds = item.config.getoption("nbval_cell_timeout")
+        return {"status": "timeout", "fatal": fatal, "reason": f"timeout: ran past {float(seconds):g} s"}
+    errors = [o for o in (getattr(item, "test_outputs", None) or []) if o.get("output_type") == "error"]
+    if errors:
+        return {"status": "error", "fatal": False,
+                "reason": short(f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}")}
+    return {"status": "error", "fatal": False, "reason": short(f"{type(exc).__name__}: {message}")}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    yield
+    path = item.config.getoption("course_grade_log")
+    cell = getattr(item, "cell_num", None)
+    if not path or cell is None or call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
+        return
+    record = {"cell": cell, "seconds": round(call.duration, 3), **classify(item, call)}
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
