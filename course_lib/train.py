@@ -105,6 +105,9 @@ class Trainer:
         self.seconds = 0.0
         self.history: dict[str, list[float]] = {"step": [], "time": []}
         self.status = "new"  # new | running | done | interrupted | nonfinite
+        # (step, phases already applied in it): an interrupt between two phases of a step must
+        # not apply the first phase twice when fit() continues that step.
+        self._partial: tuple[int, set[str]] = (-1, set())
         # Two snapshots: `_candidate` is taken at each history flush; it becomes `_good` once a
         # later step has computed a finite loss from it. A rollback goes to the newest state
         # whose loss was seen to be finite.
@@ -124,6 +127,7 @@ class Trainer:
         for n, o in self.optimizers.items():
             o.load_state_dict(snap["optimizers"][n])
         self.step = snap["step"]
+        self._partial = (-1, set())
         keep = sum(1 for s in self.history["step"] if s <= self.step)  # drop rows past the restored step
         for k in self.history:
             del self.history[k][keep:]
@@ -146,6 +150,7 @@ class Trainer:
         self.samples_seen = int(info["extra"].get("samples_seen", 0))
         self.seconds = float(info["extra"].get("seconds", 0.0))
         self._good = self._candidate = self._snapshot()
+        self._partial = (-1, set())
         return self
 
     # -- one step ----------------------------------------------------------------------------
@@ -166,8 +171,11 @@ class Trainer:
 
     def _run_step(self, batch: Any) -> dict[str, torch.Tensor]:
         logs: dict[str, torch.Tensor] = {}
+        if self._partial[0] != self.step:
+            self._partial = (self.step, set())
+        done = self._partial[1]
         for phase in self.phases:
-            if self.step % phase.every:
+            if self.step % phase.every or phase.name in done:
                 continue
             with self._autocast():
                 out = phase.loss_fn(batch)
@@ -185,6 +193,7 @@ class Trainer:
                 params = [p for g in phase.optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
             phase.optimizer.step()
+            done.add(phase.name)
             for k, v in out.items():
                 logs[k] = v.detach().float()
         return logs
