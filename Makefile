@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 data: venv
-	$(PY) -m course_lib.data fashion-mnist
+	$(PY) -m course_lib data fashion-mnist
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: data
-	$(VENV)/bin/jupyter lab $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 test: data
 	$(PY) -m course_lib.notebooks labs --check

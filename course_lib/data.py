@@ -272,7 +272,7 @@ def load_data(name: str = "fashion-mnist", split: str = "train", size: int | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m course_lib.data [NAME ...]`: make datasets available (used by `make lab/test`)."""
+    """`python -m course_lib data [NAME ...]`: make datasets available (used by `make lab/test`)."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)

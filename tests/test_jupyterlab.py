@@ -1,0 +1,85 @@
+"""`make lab` serves JupyterLab on the course: start it on 127.0.0.1 and list notebooks over its REST API."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lab_command(args: list[str]) -> list[str]:
+    """The real `make lab` when this test runs from the Makefile's .venv, else the same jupyter command."""
+    venv = ROOT / ".venv"
+    if shutil.which("make") and (venv / ".installed").exists() and Path(sys.prefix).resolve() == venv.resolve():
+        return ["make", "-C", str(ROOT), "lab", "LAB_ARGS=" + " ".join(args)]
+    root = ["--allow-root"] if os.geteuid() == 0 else []  # as the Makefile does
+    return [sys.executable, "-m", "jupyterlab", *root, *args]
+
+
+@pytest.mark.slow
+def test_make_lab_serves_the_course(tmp_path):
+    port, token = free_port(), secrets.token_hex(16)
+    args = ["--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={ROOT}", "--ServerApp.port_retries=0"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA", "COURSE_SYSTEM_DATA")}  # the real data
+    env = dict(env, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), IPYTHONDIR=str(tmp_path / "ipython"))
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(lab_command(args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        listing, deadline = None, time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/lectures",
+                                             headers={"Authorization": f"token {token}"})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    listing = json.load(r)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        assert listing is not None, f"JupyterLab did not answer; log:\n{(tmp_path / 'lab.log').read_text()[-3000:]}"
+        names = {item["name"] for item in listing["content"]}
+        assert "00_getting_started.ipynb" in names, names
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/lab", headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200 and b"JupyterLab" in r.read()
+        # Without the token the API refuses: the server is not open to anyone on the machine.
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/lectures", timeout=5)
+        assert denied.value.code == 403
+    finally:
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End the server and everything it started (make, jupyter, kernels): its whole process group."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
