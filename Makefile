@@ -10,7 +10,7 @@ help:
 	@echo "make lab        set up (.venv, data) and start JupyterLab on the course"
 	@echo "make test       set up, then unit tests + every notebook in the smoke profile"
 	@echo "make labs       regenerate labs/ from solutions/"
-	@echo "make notebooks  re-execute lectures/ in place (PROFILE=cpu) so committed outputs are fresh"
+	@echo "make notebooks  re-run lectures/ (outputs saved) and solutions/ (timed) in PROFILE=cpu; update the README map"
 	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run"
 	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades"
 
@@ -42,7 +42,7 @@ labs: venv
 
 PROFILE ?= cpu
 notebooks: data
-	$(PY) -m course_lib.notebooks execute lectures --profile $(PROFILE)
+	$(PY) -m course_lib.notebooks execute lectures solutions --profile $(PROFILE)
 
 MODEL ?= all
 bench: data

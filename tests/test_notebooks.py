@@ -60,3 +60,12 @@ def test_blank_lab_fails_every_check(solution: Path, monkeypatch):
     for i, cell in enumerate(lab.cells[:first_exercise]):
         errors = [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
         assert not errors, f"cell {i} of the blank lab fails before any exercise: {errors}"
+
+
+def test_readme_course_map_is_generated_from_the_timings():
+    from course_lib.notebooks import MAP_BEGIN, MAP_END, README, course_map
+
+    text = README.read_text()
+    assert MAP_BEGIN in text and MAP_END in text, "README lost its course-map markers"
+    current = text.split(MAP_BEGIN, 1)[1].split(MAP_END, 1)[0].strip()
+    assert current == course_map().strip(), "README's course map is stale: run `python -m course_lib.notebooks readme`"
