@@ -63,13 +63,17 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+        # torch wraps every unpickling failure in "Weights only load failed"; only a reference to
+        # a Python class or function (a GLOBAL, which it asks to allowlist) means "objects".
+        # Anything else (e.g. "Unsupported operand" from random bytes) is a damaged file.
+        if any(s in str(e) for s in ("GLOBAL", "add_safe_globals", "allowlist")):
             raise CheckpointError(
                 f"Refused to load {path}: it contains Python objects other than tensors and plain data, "
                 f"which could run code when loaded. Only load checkpoints you trust, and re-save them with "
                 f"course_lib.save_checkpoint.") from e
-        raise CheckpointError(f"{path} is corrupt ({e}). Delete it and train again, or use an earlier copy.") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt (it is not a readable torch file). "
+                              f"Delete it and train again, or use an earlier copy.") from e
+    except Exception as e:  # RuntimeError, EOFError, KeyError...: whatever a damaged file makes torch.load raise
         raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {str(e)[:160]}). "
                               f"Delete it and train again, or use an earlier copy.") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
