@@ -41,10 +41,27 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError unless value is tensors and plain data, which load_checkpoint can read back."""
+    if isinstance(value, (torch.Tensor, bool, int, float, str)) or value is None:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; a checkpoint holds tensors "
+                    f"and plain data only (load_checkpoint would refuse it). Store e.g. dataclasses.asdict(config).")
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
                     step: int = 0, history: Mapping[str, list] | None = None,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Save model weights, optimiser states, the step, the history and small extra data."""
+    _check_plain(dict(extra or {}), "extra")
     state = {
         "format": FORMAT,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
