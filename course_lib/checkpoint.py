@@ -129,9 +129,15 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     state = _read(path, map_location)
     _check_architecture(model, state["model"], path)
     saved_opts = state.get("optimizers", {})
-    for name in optimizers or {}:
+    for name, opt in (optimizers or {}).items():
         if name not in saved_opts:
             raise CheckpointError(f"{path} has no state for optimiser {name!r} (it has {sorted(saved_opts)}).")
+        # the check Optimizer.load_state_dict makes, done before anything is loaded
+        sizes = lambda groups: [len(g["params"]) for g in groups]  # noqa: E731
+        saved_sizes, own_sizes = sizes(saved_opts[name].get("param_groups", [])), sizes(opt.param_groups)
+        if saved_sizes != own_sizes:
+            raise CheckpointError(f"{path}: optimiser {name!r} was saved for parameter groups of sizes {saved_sizes}, "
+                                  f"but this one has {own_sizes}. Build the optimiser over the same parameters.")
     model.load_state_dict(state["model"])
     for name, opt in (optimizers or {}).items():
         opt.load_state_dict(saved_opts[name])
