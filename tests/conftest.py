@@ -32,3 +32,10 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def pytest_configure(config):
+    # Tests use tiny tensors: one thread avoids thread start-up and contention on shared machines.
+    import torch
+
+    torch.set_num_threads(1)
