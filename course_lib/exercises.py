@@ -65,6 +65,8 @@ def get_exercise(exercise_id: str) -> Exercise:
         try:
             importlib.import_module(f"course_lib.labs.{lab}")
         except ModuleNotFoundError as e:
+            if e.name != f"course_lib.labs.{lab}":  # the lab exists but needs a missing package: say that
+                raise
             raise KeyError(f"No lab module course_lib/labs/{lab}.py for exercise {exercise_id!r}.") from e
     if exercise_id not in REGISTRY:
         known = sorted(k for k in REGISTRY if k.startswith(lab + "."))
