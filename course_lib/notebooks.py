@@ -114,12 +114,12 @@ def make_lab(solution) -> nbformat.NotebookNode:
         cell = nbformat.from_dict(dict(cell))
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-            if "exercise" in meta:
-                cell.source = stub_source(cell.source, meta["exercise"], str(meta.get("hint", "")))
-        else:
-            for marker in BEGIN, END:
-                if any(marker.match(line) for line in cell.source.split("\n")):
-                    raise ValueError("solution markers are only allowed in code cells with exercise metadata.")
+        if cell.cell_type == "code" and "exercise" in meta:
+            cell.source = stub_source(cell.source, meta["exercise"], str(meta.get("hint", "")))
+        elif any(marker.match(line) for marker in (BEGIN, END) for line in cell.source.split("\n")):
+            # anywhere else the markers would be copied into the lab, solution and all
+            raise ValueError(f"solution markers are only allowed in code cells with exercise metadata; "
+                             f"this {cell.cell_type} cell has them: {cell.source[:60]!r}")
         cell.pop("id", None)
         new_cells.append(cell)
     nb.cells = new_cells
