@@ -131,6 +131,7 @@ def _normalise(nb) -> nbformat.NotebookNode:
     # Stable cell ids derived from position and content role, so regeneration is byte-identical.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
+    nb.nbformat_minor = max(nb.nbformat_minor, 5)  # cell ids exist from format 4.5 on
     nbformat.validate(nb)
     return nb
 
