@@ -29,6 +29,7 @@ import glob
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,7 +142,8 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
     """The code cells to run and the reference exercises the submission has no cell for.
 
     Student check cells are dropped; the reference check of each exercise goes after the last
-    student cell with that exercise id. Cells with unknown or no ids are context cells.
+    student cell with that exercise id. Cells with unknown or no ids are context cells. Cells
+    after the last check are left out: they cannot change a grade and may train for minutes.
     """
     ids = {ex.id for ex in ref.exercises}
     cells: list[Cell] = []
@@ -162,7 +164,8 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
             missing.append(ex.id)
             continue
         cells.insert(where[-1] + 1, Cell(ex.check_source, "check", ex.id))
-    return cells, missing
+    last_check = max((i for i, c in enumerate(cells) if c.role == "check"), default=-1)
+    return cells[: last_check + 1], missing  # later cells cannot change a grade: not run
 
 
 def write_notebook(cells: list[Cell], path: Path) -> None:
@@ -186,7 +189,7 @@ class GradeOptions:
 @dataclass
 class Run:
     results: list[dict | None]  # one per cell: the plugin's record, None if the cell never ran
-    records: Path  # where check() wrote the student's outputs
+    records: Path  # what each check() recorded, copied out right after its check cell
     timed_out: bool  # the submission's time ran out and the run was killed
 
 
@@ -236,13 +239,13 @@ def run_env(root: Path, records: Path, marker: str, profile: str) -> dict[str, s
     return env
 
 
-def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[Run, tempfile.TemporaryDirectory]:
-    """Run the cells under pytest --nbval-lax in a fresh kernel; the caller cleans the folder up."""
-    tmp = tempfile.TemporaryDirectory(prefix="course-grade-")
-    root = Path(tmp.name)
+def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[Run, Path]:
+    """Run the cells under pytest --nbval-lax in a fresh kernel; the caller removes the returned folder."""
+    root = Path(tempfile.mkdtemp(prefix="course-grade-"))
     work, grader = root / "work", root / "grader"  # the kernel's cwd; what only the grader reads
-    records = root / f"records-{secrets.token_hex(8)}"
-    for d in (work, grader, records):
+    records = root / f"records-{secrets.token_hex(8)}"  # the kernel writes here; the plugin copies to the vault
+    vault = grader / "records"
+    for d in (work, grader, records, vault):
         d.mkdir()
     notebook, log = work / "submission.ipynb", grader / "cells.jsonl"
     write_notebook(cells, notebook)
@@ -251,7 +254,8 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     cmd = [sys.executable, "-m", "pytest", str(notebook), "-c", str(grader / "pytest.ini"), "--rootdir", str(work),
            "-p", "nbval.plugin", "-p", "course_lib.grade_plugin", "-p", "no:cacheprovider", "-q",
            "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={opts.cell_timeout:g}",
-           "--course-grade-log", str(log), f"--course-grade-hard-limit={opts.cell_timeout + 10:g}"]
+           "--course-grade-log", str(log), f"--course-grade-hard-limit={opts.cell_timeout + 10:g}",
+           "--course-grade-records", str(records), "--course-grade-vault", str(vault)]
     timed_out = False
     with open(grader / "pytest.log", "wb") as out:
         proc = subprocess.Popen(cmd, cwd=work, env=run_env(root, records, marker, opts.profile), stdin=subprocess.DEVNULL,
@@ -275,7 +279,7 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
             continue
         if isinstance(k, int) and 0 <= k < len(cells) and results[k] is None:
             results[k] = rec
-    return Run(results, records, timed_out), tmp
+    return Run(results, vault, timed_out), root
 
 
 # ---------------------------------------------------------------------------- judging
@@ -364,9 +368,9 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
                     outcomes[ex.id] = judge(ex, cells, run)
         finally:
             if opts.keep_temp:
-                notes.append(f"run {runs} kept in {tmp.name}")
+                notes.append(f"run {runs} kept in {tmp}")
             else:
-                tmp.cleanup()
+                shutil.rmtree(tmp, ignore_errors=True)
         if fatal == len(cells):
             break
         culprit, result = cells[fatal], run.results[fatal]

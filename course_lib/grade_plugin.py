@@ -11,6 +11,9 @@ It does two things, both in the pytest process (the student's kernel cannot reac
    printing, nbval would wait forever. The watchdog ends both at once: it kills the kernel if the
    cell runs past `--course-grade-hard-limit` seconds, and stops nbval's wait with a signal, so
    the cell fails with `KernelGone` and the later cells fail fast with "Kernel dead".
+3. Around each check cell the grader inserted, it deletes any record of that exercise before the
+   cell runs and copies the record check() wrote into `--course-grade-vault` right after it, so the
+   grader judges what that check recorded, not a file another cell wrote before or after it.
 
 The grader runs: python -m pytest graded.ipynb --nbval-lax -p course_lib.grade_plugin
 --course-grade-log LOG --course-grade-hard-limit S ...
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import signal
+import stat
 import threading
 import time
 from pathlib import Path
@@ -61,6 +65,7 @@ class Watchdog:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 except OSError:
                     self.process.kill()
+                self.process.wait()  # dead before the next cell asks whether it is alive
                 self.killed = True
             elif code is not None and elapsed < self.cell_timeout:
                 self.died = code  # later, nbval itself has stopped the kernel after its timeout
@@ -102,6 +107,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--course-grade-log", default=None, help="append one JSON line per notebook cell here")
     group.addoption("--course-grade-hard-limit", type=float, default=None,
                     help="kill the kernel when one cell runs longer than this many seconds")
+    group.addoption("--course-grade-records", default=None, help="the folder check() records into ($COURSE_GRADE_DIR)")
+    group.addoption("--course-grade-vault", default=None, help="copy each check's record here right after the check")
+
+
+MAX_RECORD_BYTES = 64 * 2**20
+
+
+def _check_of(item: pytest.Item) -> str | None:
+    """The exercise id if this item is a check cell the grader inserted."""
+    meta = getattr(getattr(item, "cell", None), "metadata", {}).get("course", {})
+    return meta.get("exercise") if meta.get("role") == "check" else None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    ex_id, records = _check_of(item), item.config.getoption("course_grade_records")
+    if ex_id and records:
+        (Path(records) / f"{ex_id}.pt").unlink(missing_ok=True)
+
+
+def _keep_record(item: pytest.Item) -> None:
+    ex_id, records, vault = _check_of(item), item.config.getoption("course_grade_records"), \
+        item.config.getoption("course_grade_vault")
+    if not (ex_id and records and vault):
+        return
+    src = Path(records) / f"{ex_id}.pt"
+    try:  # a plain file of sane size only: no links to the grader's files, no huge dumps
+        info = os.lstat(src)
+    except OSError:
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_RECORD_BYTES:
+        (Path(vault) / f"{ex_id}.pt").write_bytes(src.read_bytes())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -119,7 +155,7 @@ def _kernel_process(item: pytest.Item) -> Any:
 def pytest_runtest_call(item: pytest.Item):
     limit = item.config.getoption("course_grade_hard_limit")
     process = _kernel_process(item) if item.config.getoption("course_grade_log") else None
-    if process is None or not limit:
+    if process is None or not limit or process.poll() is not None:  # dead already: nbval says so itself
         yield
         return
     watchdog = Watchdog(process, float(item.config.getoption("nbval_cell_timeout")), limit)
@@ -168,6 +204,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     cell = getattr(item, "cell_num", None)
     if not path or cell is None or call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
         return
+    if call.when == "call":
+        _keep_record(item)
     record = {"cell": cell, "seconds": round(call.duration, 3), **classify(item, call)}
     with Path(path).open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
