@@ -303,3 +303,24 @@ def test_batches_errors():
     with pytest.raises(ValueError, match="larger than the dataset.*drop_last=False"):
         Batches(torch.zeros(10), 11)
     assert [len(t) for t in Batches(torch.zeros(10), 11, drop_last=False)] == [10]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), batch_size=st.integers(1, 45), drop_last=st.booleans(), seed=st.integers(0, 2**31))
+def test_batches_cover_the_data_for_any_size(n, batch_size, drop_last, seed):
+    if drop_last and batch_size > n:
+        with pytest.raises(ValueError):
+            Batches(torch.arange(n), batch_size, seed=seed, drop_last=drop_last)
+        return
+    b = Batches(torch.arange(n), batch_size, seed=seed, drop_last=drop_last)
+    for _ in range(2):
+        batches = epoch(b)
+        assert len(batches) == len(b)
+        assert all(len(t) == batch_size for t in batches[:-1]) and 0 < len(batches[-1]) <= batch_size
+        items = torch.cat(batches).tolist()
+        assert len(set(items)) == len(items)  # no repeats within an epoch
+        assert len(items) == (n // batch_size * batch_size if drop_last else n)

@@ -103,3 +103,19 @@ def test_cuda_without_gpu_says_what_to_do():
 def test_unknown_device(bad):
     with pytest.raises(ValueError, match=r"Unknown device .*use 'auto', 'cpu'"):
         pick_device(bad)
+
+
+@pytest.mark.slow  # a fresh interpreter has to import torch: seconds
+def test_import_has_no_side_effects(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import course_lib, torch\n"
+            "from course_lib import bench, checkpoint, data, exercises, notebooks, plots, profiles, runtime, train\n"
+            "missing = [n for n in course_lib.__all__ if not hasattr(course_lib, n)]\n"
+            "assert not missing, missing\n"
+            "assert not torch.are_deterministic_algorithms_enabled()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""  # nothing printed
+    assert list(tmp_path.iterdir()) == []  # no data folder, no files
