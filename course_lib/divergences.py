@@ -23,9 +23,12 @@ LOG2 = math.log(2.0)  # the largest value the JSD can take, in nats
 
 
 def _as_tensors(*xs) -> list[torch.Tensor]:
-    ts = [torch.as_tensor(x) for x in xs]
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.get_default_dtype()
-    return [t.to(dtype) for t in ts]
+    """Tensors of one float dtype: float64 if any input is float64 or none is a tensor (plain Python
+    numbers deserve full precision), else the default float dtype."""
+    given = [x for x in xs if isinstance(x, torch.Tensor)]
+    wide = not given or any(t.dtype == torch.float64 for t in given)
+    dtype = torch.float64 if wide else torch.get_default_dtype()
+    return [torch.as_tensor(x).to(dtype) for x in xs]
 
 
 # -- discrete distributions ---------------------------------------------------------------------
@@ -152,4 +155,4 @@ def fit_gaussian_kl(log_p: torch.Tensor, x: torch.Tensor, direction: str = "forw
         return loss
 
     opt.step(objective)
-    return float(mu), float(log_sigma.exp())
+    return float(mu.detach()), float(log_sigma.detach().exp())

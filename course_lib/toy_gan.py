@@ -222,8 +222,8 @@ def one_thread(device: torch.device | str = "cpu"):
         torch.set_num_threads(before)
 
 
-BASELINE = GANConfig(saturating=True)  # the minimax loss of the original game, one D step per G step
-REMEDY = GANConfig(saturating=False, d_steps=2, r1=1.0)  # -log D, two D steps per G step, R1 penalty
+BASELINE = GANConfig()  # the standard GAN: non-saturating loss, one D step per G step, no penalty
+REMEDY = GANConfig(r1=1.0)  # the same with an R1 gradient penalty on the discriminator
 
 
 @dataclass

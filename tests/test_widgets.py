@@ -1,0 +1,70 @@
+"""The divergence explorer, headless: set a control as a slider would, then read the state."""
+import math
+
+import pytest
+import torch
+
+from course_lib import divergences as dv
+from course_lib.toy_gan import Mixture
+from course_lib.widgets import DivergenceExplorer
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return DivergenceExplorer()
+
+
+def expected(p: Mixture, q: Mixture, x):
+    return {"KL(p||q)": float(dv.kl_integral(p.pdf(x), q.pdf(x), x)), "KL(q||p)": float(dv.kl_integral(q.pdf(x), p.pdf(x), x)),
+            "JSD": float(dv.jsd_integral(p.pdf(x), q.pdf(x), x))}
+
+
+def test_initial_state_matches_library(explorer):
+    x = explorer.x
+    p, q = Mixture([0.5, 0.5], [-2.0, 2.0], [0.6, 0.6]), Mixture.gaussian(0.5, 1.0)
+    for k, v in expected(p, q, x).items():
+        assert explorer.values[k] == pytest.approx(v, abs=1e-9)
+    assert torch.allclose(explorer.d_star, dv.optimal_discriminator(p.pdf(x), q.pdf(x)), atol=1e-12)
+    assert explorer.error is None and explorer.image.value[:4] == b"\x89PNG"
+    assert not any(c.continuous_update for k, c in explorer.controls.items() if not k.endswith("kind"))
+
+
+def test_moving_a_slider_updates_values_and_image(explorer):
+    before, image = dict(explorer.values), explorer.image.value
+    explorer.controls["q.mu1"].value = 3.5
+    assert explorer.values != before and explorer.image.value != image
+    q = Mixture.gaussian(3.5, 1.0)
+    p = Mixture([0.5, 0.5], [-2.0, 2.0], [0.6, 0.6])
+    assert explorer.values["KL(q||p)"] == pytest.approx(expected(p, q, explorer.x)["KL(q||p)"], abs=1e-9)
+    assert "KL(p" in explorer.readout.value
+
+
+def test_equal_distributions_give_zero_and_half(explorer):
+    c = explorer.controls
+    c["q.kind"].value = "mixture"
+    assert not c["q.mu2"].disabled
+    for key, value in (("mu1", -2.0), ("sigma1", 0.6), ("mu2", 2.0), ("sigma2", 0.6), ("w1", 0.5)):
+        c[f"q.{key}"].value = value
+    assert max(abs(v) for v in explorer.values.values()) < 1e-9
+    assert (explorer.d_star - 0.5).abs().max() < 1e-12
+    c["q.kind"].value = "Gaussian"
+    assert c["q.mu2"].disabled
+
+
+def test_far_apart_jsd_saturates_kl_finite():
+    e = DivergenceExplorer(p={"kind": "Gaussian", "mu1": -4.0, "sigma1": 0.2}, q={"kind": "Gaussian", "mu1": 4.0, "sigma1": 0.2})
+    assert e.values["JSD"] == pytest.approx(math.log(2), abs=1e-9)
+    assert math.isfinite(e.values["KL(p||q)"]) and e.values["KL(p||q)"] == pytest.approx(8.0**2 / (2 * 0.04), rel=1e-6)
+
+
+def test_errors_are_shown_not_raised(monkeypatch):
+    e = DivergenceExplorer()
+
+    def broken():
+        raise ValueError("boom")
+    monkeypatch.setattr(e, "update", broken)
+    e.controls["p.mu1"].value = 1.0  # must not raise
+    assert isinstance(e.error, ValueError)
+    monkeypatch.undo()
+    e.controls["p.mu1"].value = 0.0
+    assert e.error is None
