@@ -71,7 +71,7 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
     t0 = time.perf_counter()
     figures = BENCHES[name](course)
     seconds = time.perf_counter() - t0
-    return {
+    record = {
         "model": name,
         "profile": course.profile.name,
         "device": dev.type,
@@ -80,9 +80,12 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
         "torch": torch.__version__,
         "seed": seed,
         "seconds": round(seconds, 3),
-        **figures,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    clash = sorted(set(figures) & set(record))
+    if clash:
+        raise ValueError(f"benchmark {name!r} returned {clash}, which the record sets itself; rename those figures.")
+    return {**record, **figures}
 
 
 def main(argv: list[str] | None = None) -> int:

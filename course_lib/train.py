@@ -104,7 +104,7 @@ class Trainer:
         self.samples_seen = 0
         self.seconds = 0.0
         self.history: dict[str, list[float]] = {"step": [], "time": []}
-        self.status = "new"  # new | running | done | interrupted | nonfinite
+        self.status = "new"  # new | running | done | interrupted | nonfinite | failed
         # (step, phases already applied in it): an interrupt between two phases of a step must
         # not apply the first phase twice when fit() continues that step.
         self._partial: tuple[int, set[str]] = (-1, set())
@@ -304,6 +304,8 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.model.eval()
+            if self.status == "running":  # an exception from a loss function or a callback
+                self.status = "failed"
         self.status = "done"
         if callback is not None:
             callback(self)

@@ -90,3 +90,11 @@ def test_load_all_skips_missing_modules_only(monkeypatch):
 def test_device_name_on_cpu():
     name = bench.device_name(torch.device("cpu"))
     assert isinstance(name, str) and name
+
+
+def test_a_benchmark_cannot_overwrite_the_record_fields(monkeypatch):
+    from course_lib import bench
+
+    monkeypatch.setitem(bench.BENCHES, "clashing", lambda course: {"profile": "faked", "x": 1})
+    with pytest.raises(ValueError, match="profile"):
+        bench.run("clashing", profile="smoke")

@@ -437,3 +437,16 @@ def test_bad_loss_functions(returned, error, match):
                       TrainConfig(**CFG))
     with pytest.raises(error, match=match):
         trainer.fit([None], steps=1)
+
+
+def test_an_exception_in_a_loss_function_marks_the_run_failed():
+    model = nn.Linear(2, 1)
+
+    def broken(batch):
+        raise RuntimeError("bug in the loss")
+
+    trainer = Trainer(model, Phase("loss", broken, torch.optim.SGD(model.parameters(), lr=0.1)),
+                      TrainConfig(progress=False))
+    with pytest.raises(RuntimeError, match="bug in the loss"):
+        trainer.fit(Batches(torch.randn(8, 2), 4), steps=1)
+    assert trainer.status == "failed"
