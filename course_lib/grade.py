@@ -45,7 +45,7 @@ import torch
 
 from .exercises import GRADE_DIR_VAR, get_exercise, verify
 from .grade_plugin import short
-from .notebooks import REPO_ROOT, checks_of, course_meta, exercises_of
+from .notebooks import REPO_ROOT, checks_of, exercises_of
 
 __all__ = ["GradeOptions", "Reference", "Grade", "Outcome", "load_reference", "grade_submission",
            "grade_batch", "summarise", "write_reports", "main"]
@@ -150,13 +150,14 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
     for cell in nb.cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        meta = course_meta(cell) if isinstance(cell.get("metadata"), dict) else {}
+        meta = cell.get("metadata", {}).get("course") if isinstance(cell.get("metadata"), dict) else None
+        meta = meta if isinstance(meta, dict) else {}
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         if "check" in meta:
             continue
         ex_id = meta.get("exercise")
-        cells.append(Cell(source, "exercise", ex_id) if ex_id in ids else Cell(source, "context"))
+        cells.append(Cell(source, "exercise", ex_id) if isinstance(ex_id, str) and ex_id in ids else Cell(source, "context"))
     missing = []
     for ex in ref.exercises:
         where = [i for i, c in enumerate(cells) if c.exercise == ex.id]
@@ -192,6 +193,17 @@ class Run:
     records: Path  # what each check() recorded, copied out right after its check cell
     timed_out: bool  # the submission's time ran out and the run was killed
 
+
+# pytest with grade_plugin loaded from its file: `-p course_lib.grade_plugin` would import the whole
+# course_lib package (and torch) into pytest, which costs seconds per run and is not needed there.
+PYTEST_WITH_PLUGIN = """\
+import importlib.util, sys
+import pytest
+spec = importlib.util.spec_from_file_location("course_grade_plugin", sys.argv[1])
+plugin = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(plugin)
+sys.exit(pytest.main(sys.argv[2:], plugins=[plugin]))
+"""
 
 _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
@@ -251,8 +263,9 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     write_notebook(cells, notebook)
     (grader / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     marker = secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "pytest", str(notebook), "-c", str(grader / "pytest.ini"), "--rootdir", str(work),
-           "-p", "nbval.plugin", "-p", "course_lib.grade_plugin", "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-c", PYTEST_WITH_PLUGIN, str(Path(__file__).with_name("grade_plugin.py")),
+           str(notebook), "-c", str(grader / "pytest.ini"), "--rootdir", str(work),
+           "-p", "nbval.plugin", "-p", "no:cacheprovider", "-q",
            "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={opts.cell_timeout:g}",
            "--course-grade-log", str(log), f"--course-grade-hard-limit={opts.cell_timeout + 10:g}",
            "--course-grade-records", str(records), "--course-grade-vault", str(vault)]
@@ -399,14 +412,23 @@ def student_names(paths: list[Path]) -> list[str]:
     return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
 
 
+def grade_safely(path: Path, ref: Reference, opts: GradeOptions, student: str) -> Grade:
+    """grade_submission, but a bug of the grader's costs this submission only, never the batch."""
+    try:
+        return grade_submission(path, ref, opts, student)
+    except Exception as e:
+        why = short(f"grader error ({type(e).__name__}: {e}); grade this one by hand and report the bug")
+        return Grade(student, str(path), {ex.id: Outcome(0.0, ex.points, why) for ex in ref.exercises}, 0.0, why)
+
+
 def grade_batch(ref: Reference, paths: list[Path], opts: GradeOptions) -> list[Grade]:
     """Grade every submission (opts.jobs at a time); Ctrl-C ends every run still going."""
     names = student_names(paths)
     try:
         if opts.jobs <= 1:
-            return [grade_submission(p, ref, opts, n) for p, n in zip(paths, names)]
+            return [grade_safely(p, ref, opts, n) for p, n in zip(paths, names)]
         with ThreadPoolExecutor(opts.jobs) as pool:
-            return list(pool.map(lambda pn: grade_submission(pn[0], ref, opts, pn[1]), zip(paths, names)))
+            return list(pool.map(lambda pn: grade_safely(pn[0], ref, opts, pn[1]), zip(paths, names)))
     except KeyboardInterrupt:
         with _LIVE_LOCK:
             for proc in list(_LIVE):

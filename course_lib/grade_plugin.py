@@ -15,8 +15,9 @@ It does two things, both in the pytest process (the student's kernel cannot reac
    cell runs and copies the record check() wrote into `--course-grade-vault` right after it, so the
    grader judges what that check recorded, not a file another cell wrote before or after it.
 
-The grader runs: python -m pytest graded.ipynb --nbval-lax -p course_lib.grade_plugin
---course-grade-log LOG --course-grade-hard-limit S ...
+The grader loads it from this file into `pytest.main(..., plugins=[...])`, with the options
+--course-grade-log, --course-grade-hard-limit, --course-grade-records and --course-grade-vault.
+It imports nothing of course_lib (so pytest does not import torch).
 """
 from __future__ import annotations
 

@@ -102,14 +102,14 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
     drop_calls(nb, "jsd")
     subs["lab01"]["infinite_loop01"] = nb
 
-    nb = read("solutions", "lab01")  # comparisons patched to pass, and a wrong kl_discrete
-    set_body(nb, "lab01.kl_discrete", "return torch.full(p.shape[:-1], 0.123, dtype=p.dtype)")
+    nb = read("solutions", "lab01")  # comparisons patched to pass, and a wrong generator_loss
+    set_body(nb, "lab01.generator_loss", "return torch.tensor(0.123)")
     patch = ("import numpy.testing, torch\n"
              "torch.allclose = lambda *args, **kwargs: True\n"
              "torch.isclose = lambda a, b, **kwargs: torch.ones(torch.broadcast_shapes(torch.as_tensor(a).shape, "
              "torch.as_tensor(b).shape), dtype=torch.bool)\n"
              "numpy.testing.assert_allclose = lambda *args, **kwargs: None")
-    nb.cells.insert(index_of(nb, "lab01.kl_discrete"), nbformat.v4.new_code_cell(patch))
+    nb.cells.insert(index_of(nb, "lab01.kl_discrete"), nbformat.v4.new_code_cell(patch))  # early on
     subs["lab01"]["monkeypatch01"] = nb
 
     out: dict[str, list[Path]] = {}
@@ -124,7 +124,8 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
 
 
 def fingerprint(folder: Path) -> dict[str, tuple]:
-    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    """Every path under folder (new files show up too), with content hash and mtime of the files."""
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) if p.is_file() else ("dir",)
             for p in sorted(folder.rglob("*"))}
 
 
@@ -216,9 +217,9 @@ def test_kernel_death_costs_only_its_exercise(graded):
 
 @pytest.mark.slow
 def test_monkeypatched_allclose_gains_nothing(graded):
-    assert points(graded, "monkeypatch01") == full_marks(graded, "lab01") | {"lab01.kl_discrete": 0.0}
+    assert points(graded, "monkeypatch01") == full_marks(graded, "lab01") | {"lab01.generator_loss": 0.0}
     # the check passed inside the patched kernel; the grader's own comparison caught it
-    assert "compared by the grader" in reason(graded, "monkeypatch01", "lab01.kl_discrete")
+    assert "compared by the grader" in reason(graded, "monkeypatch01", "lab01.generator_loss")
 
 
 @pytest.mark.slow
@@ -325,6 +326,10 @@ def test_build_cells_maps_exercises_by_id_not_position():
     del nb.cells[index_of(nb, "lab00.to_signed")]
     cells, missing = grade.build_cells(ref, nb)
     assert missing == ["lab00.to_signed"] and not any(c.exercise == "lab00.to_signed" for c in cells)
+
+    nb.cells[0].metadata["course"] = "not a dict"  # odd metadata makes a context cell, not a crash
+    nb.cells[1].metadata["course"] = {"exercise": ["lab00.class_means"]}
+    grade.build_cells(ref, nb)
 
 
 @pytest.mark.parametrize("content, words", [(b"", "empty file"), (b"\n  \n", "empty file"),
