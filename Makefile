@@ -12,7 +12,7 @@ help:
 	@echo "make labs       regenerate labs/ from solutions/"
 	@echo "make notebooks  re-run lectures/ (outputs saved) and solutions/ (timed) in PROFILE=cpu; update the README map"
 	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run"
-	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades"
+	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades [GRADE_ARGS='--cell-timeout 60 --jobs 2']"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ bench: data
 
 OUT ?= grades
 grade: venv
-	$(PY) -m course_lib.grade $(LAB) $(SUBMISSIONS) --out $(OUT)
+	$(PY) -m course_lib.grade $(LAB) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
