@@ -226,7 +226,7 @@ def course_map(root: Path = REPO_ROOT, timings: Path = TIMINGS) -> str:
     for lecture in sorted((root / "lectures").glob("*.ipynb")):
         number, _, slug = lecture.stem.partition("_")
         title = nbformat.read(lecture, as_version=NB_VERSION).cells[0].source.splitlines()[0].lstrip("# ").strip()
-        topic = title.split("·", 1)[-1].strip()
+        topic = re.sub(r"^(lecture\s*\d+\s*[:·.-]|\d+\s*·)\s*", "", title, flags=re.I).strip()
         sol, lab = f"solutions/{lecture.name}", f"labs/{lecture.name}"
         has_lab = (root / lab).exists()
         rows.append(f"| {number} | {topic} | {cell(f'lectures/{lecture.name}')} | "
