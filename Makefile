@@ -11,7 +11,7 @@ help:
 	@echo "make test       set up, then unit tests + every notebook in the smoke profile"
 	@echo "make labs       regenerate labs/ from solutions/"
 	@echo "make notebooks  re-run lectures/ (outputs saved) and solutions/ (timed) in PROFILE=cpu; update the README map"
-	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run"
+	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run, appended to benchmarks.jsonl"
 	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades [GRADE_ARGS='--cell-timeout 60 --jobs 2']"
 
 $(STAMP): pyproject.toml
@@ -46,7 +46,7 @@ notebooks: data
 
 MODEL ?= all
 bench: data
-	$(PY) -m course_lib.bench $(MODEL) --profile $(PROFILE)
+	$(PY) -m course_lib.bench $(MODEL) --profile $(PROFILE) --out benchmarks.jsonl
 
 OUT ?= grades
 grade: venv
