@@ -187,6 +187,7 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 900, kernel:
     from .runtime import pick_device
 
     record = json.loads(timings.read_text()) if timings and timings.exists() else {}
+    device = device_name(pick_device("auto"))
     for path in paths:
         nb = nbformat.read(path, as_version=NB_VERSION)
         env_before = os.environ.get("COURSE_PROFILE")
@@ -204,7 +205,7 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 900, kernel:
         if path.resolve().parent.name == "lectures":
             path.write_text(dumps(nb), encoding="utf-8")
         key = path.resolve().relative_to(REPO_ROOT).as_posix() if path.resolve().is_relative_to(REPO_ROOT) else str(path)
-        record.setdefault(key, {})[profile] = {"seconds": round(seconds, 1), "device": device_name(pick_device("auto")),
+        record.setdefault(key, {})[profile] = {"seconds": round(seconds, 1), "device": device,
                                                "date": time.strftime("%Y-%m-%d")}
         print(f"executed {path} ({profile} profile) in {seconds:.1f} s")
     if timings:
@@ -224,7 +225,7 @@ def course_map(root: Path = REPO_ROOT, timings: Path = TIMINGS) -> str:
 
     rows = ["| # | topic | lecture (cpu time) | lab | solution (cpu time) |", "|---|---|---|---|---|"]
     for lecture in sorted((root / "lectures").glob("*.ipynb")):
-        number, _, slug = lecture.stem.partition("_")
+        number = lecture.stem.partition("_")[0]
         title = nbformat.read(lecture, as_version=NB_VERSION).cells[0].source.splitlines()[0].lstrip("# ").strip()
         topic = re.sub(r"^(lecture\s*\d+\s*[:·.-]|\d+\s*·)\s*", "", title, flags=re.I).strip()
         sol, lab = f"solutions/{lecture.name}", f"labs/{lecture.name}"
