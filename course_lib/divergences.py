@@ -44,8 +44,18 @@ def kl_discrete(p, q, dim: int = -1) -> torch.Tensor:
 def jsd_discrete(p, q, dim: int = -1) -> torch.Tensor:
     """JSD(p || q) = 1/2 KL(p || m) + 1/2 KL(q || m), m = (p + q) / 2; (..., K) -> (...), in [0, log 2]."""
     p, q = _as_tensors(p, q)
-    m = 0.5 * (p + q)
-    return 0.5 * kl_discrete(p, m, dim) + 0.5 * kl_discrete(q, m, dim)
+    # Work with log m = logaddexp(log p, log q) - log 2: m = (p + q) / 2 itself underflows to 0 when
+    # an entry is subnormal (5e-324 / 2 == 0), and KL(q || m) would become q log(q / 0) = inf.
+    # Entries where a density is 0 contribute 0 (0 log 0 = 0) and are masked out, also in gradients.
+    on_p, on_q = p > 0, q > 0
+    log_p = torch.where(on_p, p, torch.ones_like(p)).log()  # (..., K); 0 where p = 0, masked below
+    log_q = torch.where(on_q, q, torch.ones_like(q)).log()
+    minus_inf = torch.full_like(p, -math.inf)
+    log_m = torch.logaddexp(torch.where(on_p, log_p, minus_inf), torch.where(on_q, log_q, minus_inf)) - LOG2
+    log_m = torch.where(on_p | on_q, log_m, torch.zeros_like(log_m))  # finite everywhere
+    zero = torch.zeros_like(p)
+    terms = torch.where(on_p, p * (log_p - log_m), zero) + torch.where(on_q, q * (log_q - log_m), zero)
+    return 0.5 * terms.sum(dim)
 
 
 # -- Gaussians and Monte Carlo ----------------------------------------------------------------------

@@ -9,6 +9,13 @@ import os
 os.environ["MPLBACKEND"] = "Agg"  # before anything imports matplotlib.pyplot
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests: reproducible in CI (the same examples every run, so a pass or a failure repeats),
+# random exploration everywhere else. HYPOTHESIS_PROFILE=explore forces exploration in CI too.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "explore"))
 
 
 @pytest.fixture(autouse=True)
