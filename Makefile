@@ -50,7 +50,7 @@ bench: data
 
 OUT ?= grades
 grade: venv
-	$(PY) -m course_lib.grade $(LAB) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+	$(PY) -m course_lib.grading $(LAB) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,4 @@
-"""The grader (course_lib.grade) on submissions made from lab 00 and lab 01.
+"""The grader (course_lib.grading) on submissions made from lab 00 and lab 01.
 
 One module-scoped fixture builds every submission (blank, solution, and each broken or hostile
 variant), grades each lab's batch once through the command line, and every test reads the JSON
@@ -24,7 +24,7 @@ import psutil
 import pytest
 import torch
 
-from course_lib import grade
+from course_lib import grading
 from course_lib.exercises import get_exercise, to_plain
 from course_lib.notebooks import REPO_ROOT, course_meta
 
@@ -139,7 +139,7 @@ def graded(tmp_path_factory) -> dict:
     for lab, paths in subs.items():
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            grade.main([lab, *map(str, paths), "--out", str(root / f"grades_{lab}"), "--cell-timeout", str(CELL_TIMEOUT),
+            grading.main([lab, *map(str, paths), "--out", str(root / f"grades_{lab}"), "--cell-timeout", str(CELL_TIMEOUT),
                         "--submission-timeout", "240", "--jobs", "2"])
         printed[lab] = buf.getvalue()
         print(printed[lab])
@@ -273,11 +273,11 @@ while True:  # ignores nbval's interrupt and keeps printing, so nbval alone woul
 @pytest.mark.slow
 def test_a_cell_that_ignores_the_interrupt_is_killed_and_so_is_what_it_started(tmp_path):
     pids = tmp_path / "pids"
-    cells = [grade.Cell("x = 1", "context"), grade.Cell(STUBBORN.format(pids=str(pids)), "context"),
-             grade.Cell("print(x)", "context")]
-    opts = grade.GradeOptions(cell_timeout=2)
+    cells = [grading.Cell("x = 1", "context"), grading.Cell(STUBBORN.format(pids=str(pids)), "context"),
+             grading.Cell("print(x)", "context")]
+    opts = grading.GradeOptions(cell_timeout=2)
     start = time.monotonic()
-    run, folder = grade.run_cells(cells, opts, deadline=time.monotonic() + 120)
+    run, folder = grading.run_cells(cells, opts, deadline=time.monotonic() + 120)
     assert time.monotonic() - start < 60
     assert not run.timed_out
     assert [r["status"] for r in run.results] == ["passed", "timeout", "lost"]
@@ -289,9 +289,9 @@ def test_a_cell_that_ignores_the_interrupt_is_killed_and_so_is_what_it_started(t
 @pytest.mark.slow
 def test_the_submission_timeout_ends_the_run(tmp_path):
     pids = tmp_path / "pids"
-    cells = [grade.Cell(STUBBORN.format(pids=str(pids)), "context")]
+    cells = [grading.Cell(STUBBORN.format(pids=str(pids)), "context")]
     start = time.monotonic()
-    run, folder = grade.run_cells(cells, grade.GradeOptions(cell_timeout=300), deadline=time.monotonic() + 25)
+    run, folder = grading.run_cells(cells, grading.GradeOptions(cell_timeout=300), deadline=time.monotonic() + 25)
     assert run.timed_out and time.monotonic() - start < 60
     assert pids.exists() and leftover(pids) == []
     shutil.rmtree(folder)
@@ -302,34 +302,34 @@ def test_the_submission_timeout_ends_the_run(tmp_path):
 def test_find_reference_accepts_a_lab_a_solution_an_id_or_a_name():
     want = REPO_ROOT / "solutions" / "00_getting_started.ipynb"
     for lab in ("labs/00_getting_started.ipynb", str(want), "lab00", "00_getting_started"):
-        assert grade.find_reference(lab) == want
+        assert grading.find_reference(lab) == want
     with pytest.raises(SystemExit, match="lab id such as lab00"):
-        grade.find_reference("lab99")
+        grading.find_reference("lab99")
 
 
 def test_build_cells_maps_exercises_by_id_not_position():
-    ref = grade.load_reference(grade.find_reference("lab00"))
+    ref = grading.load_reference(grading.find_reference("lab00"))
     nb = read("solutions", "lab00")
     nb.cells[index_of(nb, "lab00.to_signed", "check")].source = "pass  # my edited check"
     nb.cells[index_of(nb, "lab00.class_means")].metadata["course"]["points"] = 100  # ignored: points come from the reference
     nb.cells.reverse()
     nb.cells.append(nbformat.v4.new_code_cell("print('after every exercise')"))
-    cells, missing = grade.build_cells(ref, nb)
+    cells, missing = grading.build_cells(ref, nb)
     assert missing == []
     for ex in ref.exercises:
         i = next(k for k, c in enumerate(cells) if c.role == "exercise" and c.exercise == ex.id)
-        assert cells[i + 1] == grade.Cell(ex.check_source, "check", ex.id)
+        assert cells[i + 1] == grading.Cell(ex.check_source, "check", ex.id)
     assert not any("my edited check" in c.source for c in cells)
     assert cells[-1].role == "check"  # cells after the last check are not run
     assert ref.max_points == sum(e.points for e in ref.exercises) < 100
 
     del nb.cells[index_of(nb, "lab00.to_signed")]
-    cells, missing = grade.build_cells(ref, nb)
+    cells, missing = grading.build_cells(ref, nb)
     assert missing == ["lab00.to_signed"] and not any(c.exercise == "lab00.to_signed" for c in cells)
 
     nb.cells[0].metadata["course"] = "not a dict"  # odd metadata makes a context cell, not a crash
     nb.cells[1].metadata["course"] = {"exercise": ["lab00.class_means"]}
-    grade.build_cells(ref, nb)
+    grading.build_cells(ref, nb)
 
 
 @pytest.mark.parametrize("content, words", [(b"", "empty file"), (b"\n  \n", "empty file"),
@@ -338,33 +338,33 @@ def test_build_cells_maps_exercises_by_id_not_position():
 def test_read_submission_explains_what_is_wrong(tmp_path, content, words):
     path = tmp_path / "sub.ipynb"
     path.write_bytes(content)
-    with pytest.raises(grade.SubmissionError, match=words):
-        grade.read_submission(path)
+    with pytest.raises(grading.SubmissionError, match=words):
+        grading.read_submission(path)
 
 
 def test_recorded_outputs_are_verified_here_and_forgeries_rejected(tmp_path):
     ex = get_exercise("lab00.to_signed")
     right = [to_plain(ex.reference(*args)) for args in ex.cases()]
-    assert "recorded no outputs" in grade.verify_recorded(ex.id, tmp_path)
+    assert "recorded no outputs" in grading.verify_recorded(ex.id, tmp_path)
     torch.save({"exercise": ex.id, "outputs": right}, tmp_path / f"{ex.id}.pt")
-    assert grade.verify_recorded(ex.id, tmp_path) == ""
+    assert grading.verify_recorded(ex.id, tmp_path) == ""
     torch.save({"exercise": ex.id, "outputs": [r + 1 for r in right]}, tmp_path / f"{ex.id}.pt")
-    assert "compared by the grader" in grade.verify_recorded(ex.id, tmp_path)
+    assert "compared by the grader" in grading.verify_recorded(ex.id, tmp_path)
     torch.save({"exercise": "lab00.class_means", "outputs": right}, tmp_path / f"{ex.id}.pt")
-    assert "not the ones check() writes" in grade.verify_recorded(ex.id, tmp_path)
+    assert "not the ones check() writes" in grading.verify_recorded(ex.id, tmp_path)
     (tmp_path / f"{ex.id}.pt").write_bytes(b"not a torch file")
-    assert "unreadable" in grade.verify_recorded(ex.id, tmp_path)
+    assert "unreadable" in grading.verify_recorded(ex.id, tmp_path)
 
 
 def test_the_run_environment_holds_nothing_of_the_graders(tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
-    env = grade.run_env(tmp_path, tmp_path / "records", "marker", "smoke")
+    env = grading.run_env(tmp_path, tmp_path / "records", "marker", "smoke")
     assert "SECRET_TOKEN" not in env
     assert env["HOME"].startswith(str(tmp_path)) and env["COURSE_PROFILE"] == "smoke"
     assert all(not v.startswith(str(REPO_ROOT)) for k, v in env.items() if k != "PATH")
 
 
 def test_the_command_line_explains_a_bad_lab_or_missing_files(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "course_lib.grade", "lab00", str(tmp_path / "nothing.ipynb")],
+    r = subprocess.run([sys.executable, "-m", "course_lib.grading", "lab00", str(tmp_path / "nothing.ipynb")],
                        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert r.returncode != 0 and "No submission at" in r.stderr

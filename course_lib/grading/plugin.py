@@ -15,7 +15,7 @@ It does two things, both in the pytest process (the student's kernel cannot reac
    cell runs and copies the record check() wrote into `--course-grade-vault` right after it, so the
    grader judges what that check recorded, not a file another cell wrote before or after it.
 
-The grader loads it from this file into `pytest.main(..., plugins=[...])`, with the options
+The grader (run.py) loads it from this file into `pytest.main(..., plugins=[...])`, with the options
 --course-grade-log, --course-grade-hard-limit, --course-grade-records and --course-grade-vault.
 It imports nothing of course_lib (so pytest does not import torch).
 """

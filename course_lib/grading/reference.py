@@ -1,0 +1,130 @@
+"""The reference (solutions/<name>.ipynb) and the graded notebook built from a submission."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from ..exercises import get_exercise
+from ..notebooks import REPO_ROOT, checks_of, exercises_of
+from .plugin import short
+
+
+@dataclass(frozen=True)
+class RefExercise:
+    id: str
+    points: float
+    check_source: str  # the reference check cell, run instead of whatever the student has
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str  # e.g. "01_divergences_and_gan_theory"
+    path: Path
+    exercises: tuple[RefExercise, ...]
+
+    @property
+    def max_points(self) -> float:
+        return sum(ex.points for ex in self.exercises)
+
+
+def find_reference(lab: str, root: Path = REPO_ROOT) -> Path:
+    """solutions/<name>.ipynb for a lab path, a solution path, a lab id ("lab01") or a name."""
+    solutions = root / "solutions"
+    stem = Path(lab).name.removesuffix(".ipynb")
+    number = stem.removeprefix("lab") if stem.startswith("lab") and stem[3:].isdigit() else None
+    candidates = [solutions / f"{stem}.ipynb"] if number is None else sorted(solutions.glob(f"{number}_*.ipynb"))
+    found = [c for c in candidates if c.is_file()]
+    if len(found) != 1:
+        known = ", ".join(p.stem for p in sorted(solutions.glob("*.ipynb"))) or "none"
+        raise SystemExit(f"No single reference solution for {lab!r} in {solutions} (solutions: {known}). "
+                         f"Give a lab path such as labs/00_getting_started.ipynb or a lab id such as lab00.")
+    return found[0]
+
+
+def load_reference(path: Path) -> Reference:
+    """The exercises, points and check cells of a solution notebook; imports their checks now.
+
+    Importing every check before any student code runs means that a submission which rewrites
+    files of course_lib on disk cannot change the references the grader compares with.
+    """
+    nb = nbformat.read(path, as_version=4)
+    checks = checks_of(nb)
+    exercises = []
+    for ex in exercises_of(nb):
+        if ex.id not in checks:
+            raise SystemExit(f"{path}: exercise {ex.id!r} has no check cell; fix the solution notebook first.")
+        get_exercise(ex.id)
+        exercises.append(RefExercise(ex.id, ex.points, nb.cells[checks[ex.id]].source))
+    if not exercises:
+        raise SystemExit(f"{path} has no exercise cells (metadata course.exercise); nothing to grade.")
+    return Reference(path.stem, path, tuple(exercises))
+
+
+# ---------------------------------------------------------------------------- the graded notebook
+
+class SubmissionError(Exception):
+    """The submission cannot be run at all (empty, not JSON, not a notebook)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: str
+    role: str  # "context" (any cell of the student's), "exercise" or "check"
+    exercise: str | None = None
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """Parse a submission (read-only); raise SubmissionError with a short reason."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SubmissionError(f"unreadable file: {e.strerror or e}") from e
+    if not data.strip():
+        raise SubmissionError("empty file")
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception as e:  # nbformat raises many kinds (JSON, validation, version) for broken files
+        raise SubmissionError(f"invalid notebook: {short(f'{type(e).__name__}: {e}', 160)}") from e
+    if not isinstance(nb.get("cells"), list):
+        raise SubmissionError("invalid notebook: no list of cells")
+    return nb
+
+
+def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], list[str]]:
+    """The code cells to run and the reference exercises the submission has no cell for.
+
+    Student check cells are dropped; the reference check of each exercise goes after the last
+    student cell with that exercise id. Cells with unknown or no ids are context cells. Cells
+    after the last check are left out: they cannot change a grade and may train for minutes.
+    """
+    ids = {ex.id for ex in ref.exercises}
+    cells: list[Cell] = []
+    for cell in nb.cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {}).get("course") if isinstance(cell.get("metadata"), dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        if "check" in meta:
+            continue
+        ex_id = meta.get("exercise")
+        cells.append(Cell(source, "exercise", ex_id) if isinstance(ex_id, str) and ex_id in ids else Cell(source, "context"))
+    missing = []
+    for ex in ref.exercises:
+        where = [i for i, c in enumerate(cells) if c.exercise == ex.id]
+        if not where:
+            missing.append(ex.id)
+            continue
+        cells.insert(where[-1] + 1, Cell(ex.check_source, "check", ex.id))
+    last_check = max((i for i, c in enumerate(cells) if c.role == "check"), default=-1)
+    return cells[: last_check + 1], missing  # later cells cannot change a grade: not run
+
+
+def write_notebook(cells: list[Cell], path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.source, metadata={"course": {"role": c.role, "exercise": c.exercise}})
+                for c in cells]
+    nbformat.write(nb, path)
