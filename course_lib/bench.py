@@ -6,13 +6,18 @@ and the metric that model family reports). Add `--out FILE` to append the line t
 
     python -m course_lib.bench classifier --profile cpu
     python -m course_lib.bench all --profile smoke
+    python -m course_lib.bench --list
+
+Benchmarks are found by walking `course_lib/models/`: a model file lists its own in a
+module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib
 import json
-import platform
+import pkgutil
 import sys
 import time
 from pathlib import Path
@@ -20,56 +25,47 @@ from typing import Callable
 
 import torch
 
-from .runtime import Course, setup
+from .runtime import Course, device_name, setup
 
-__all__ = ["BENCHES", "benchmark", "run", "main"]
+__all__ = ["find_benchmarks", "run", "main"]
 
-# name -> function(course) -> dict of figures. Each model module registers its own with
-# @benchmark("name"); the modules are imported lazily by `_load_all`.
-BENCHES: dict[str, Callable[[Course], dict]] = {}
-MODULES = ("course_lib.classifier", "course_lib.toy_gan")
+Benchmark = Callable[[Course], dict]
+MODELS_PACKAGE = "course_lib.models"
 
 
-def benchmark(name: str):
-    def deco(fn: Callable[[Course], dict]) -> Callable[[Course], dict]:
-        BENCHES[name] = fn
-        return fn
-    return deco
+def find_benchmarks(package: str = MODELS_PACKAGE) -> dict[str, Benchmark]:
+    """name -> benchmark, from the `BENCHMARKS` dict of every module in `package` (imported now)."""
+    pkg = importlib.import_module(package)
+    found: dict[str, Benchmark] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package}.{info.name}")
+        for name, fn in getattr(module, "BENCHMARKS", {}).items():
+            if name in found:
+                raise ValueError(f"benchmark {name!r} is defined twice: in {found[name].__module__} and {module.__name__}; "
+                                 f"rename one.")
+            found[name] = fn
+    return found
 
 
-def _load_all() -> None:
-    import importlib
-
-    for mod in MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a real missing dependency, not a module that does not exist yet
-                raise
+def describe_benchmarks(benches: dict[str, Benchmark]) -> str:
+    """One line per benchmark: its name, the model file it lives in and its docstring's first line."""
+    lines = []
+    for name, fn in sorted(benches.items()):
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        lines.append(f"{name:12s} {fn.__module__.rsplit('.', 1)[-1] + '.py':14s} {summary}")
+    return "\n".join(lines)
 
 
-def device_name(dev: torch.device) -> str:
-    """The GPU's name, or the CPU's model name from /proc/cpuinfo where there is one."""
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def run(name: str, profile: str | None = None, device: str = "auto", seed: int = 0) -> dict:
+def run(name: str, profile: str | None = None, device: str = "auto", seed: int = 0,
+        benches: dict[str, Benchmark] | None = None) -> dict:
     """Run one benchmark and return its JSON-ready record."""
-    _load_all()
-    if name not in BENCHES:
-        raise SystemExit(f"Unknown model {name!r}. Choose one of {sorted(BENCHES)} or 'all'.")
+    benches = find_benchmarks() if benches is None else benches
+    if name not in benches:
+        raise SystemExit(f"Unknown model {name!r}. Choose one of {sorted(benches)} or 'all'.")
     course = setup(seed=seed, device=device, profile=profile, quiet=True)
     dev = course.device
     t0 = time.perf_counter()
-    figures = BENCHES[name](course)
+    figures = benches[name](course)
     seconds = time.perf_counter() - t0
     record = {
         "model": name,
@@ -91,16 +87,22 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a model name, or 'all'")
+    p.add_argument("model", nargs="?", help="a benchmark name, or 'all'")
+    p.add_argument("--list", action="store_true", help="list the benchmarks found in course_lib/models/ and exit")
     p.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $COURSE_PROFILE, else by device)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also append each JSON line to this file")
     args = p.parse_args(argv)
-    _load_all()
-    names = sorted(BENCHES) if args.model == "all" else [args.model]
+    benches = find_benchmarks()
+    if args.list:
+        print(describe_benchmarks(benches))
+        return 0
+    if not args.model:
+        p.error("name a benchmark, or 'all' (see --list)")
+    names = sorted(benches) if args.model == "all" else [args.model]
     for name in names:
-        line = json.dumps(run(name, args.profile, args.device, args.seed))
+        line = json.dumps(run(name, args.profile, args.device, args.seed, benches=benches))
         print(line, flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run through the importable module: model modules register into *its* BENCHES, not __main__'s.
-    from course_lib.bench import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -3,19 +3,28 @@
 One file per checkpoint, written by `torch.save` and read back with `weights_only=True`, so a
 checkpoint can never run code when loaded. A write goes to a temporary file that replaces the
 old one only once complete: an interrupt or a full disk never leaves half a checkpoint.
+`atomic_write` is that mechanism for any file the course writes (data, notebooks, reports).
+
+Besides weights, optimisers, step and history, a checkpoint records what built the model: its
+class, its config (a dataclass, stored as a dict) and the seed of its initial weights. That is
+what lets `Model.from_checkpoint(path)` rebuild a model, and `load_or_train` refuse a
+checkpoint made with another config, showing the difference.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_save"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "atomic_write", "atomic_save",
+           "model_identity", "config_to_dict", "config_from_dict", "config_diff", "check_same_run"]
 
 FORMAT = "course_lib.checkpoint/1"
 
@@ -24,21 +33,86 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be used; the message says why and what to do."""
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to `path` through a temporary file in the same folder, then os.replace."""
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
+    """Write `path` all at once or not at all: yields a temporary file in the same folder, which
+    replaces `path` (os.replace) only when the block finishes; on any error it is removed.
+
+        with atomic_write("runs/log.json", "w", encoding="utf-8") as f:
+            f.write(text)
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_write is for writing; mode must contain 'w', got {mode!r}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to `path` through `atomic_write`."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
+# -- what built the model: class, config, seed --------------------------------------------------------
+def config_to_dict(config: Any) -> dict:
+    """A config dataclass as plain data (tuples become lists, as a checkpoint stores them)."""
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        raise TypeError(f"a config must be a dataclass instance, got {type(config).__name__}.")
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    out = plain(dataclasses.asdict(config))
+    _check_plain(out, f"{type(config).__name__}")
+    return out
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
+    """Rebuild a config dataclass from `config_to_dict`'s output (lists back to tuples where the default is one)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise CheckpointError(f"the checkpoint's config has fields {unknown} that {cls.__name__} does not have "
+                              f"(it has {sorted(fields)}): it was saved by another version of the code.")
+    kwargs = {}
+    for name, v in values.items():
+        default = fields[name].default
+        kwargs[name] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+def config_diff(saved: Mapping[str, Any], own: Mapping[str, Any]) -> list[str]:
+    """Lines `name: checkpoint A, this model B` for every config entry that differs."""
+    return [f"{k}: checkpoint {saved.get(k, '(absent)')!r}, this model {own.get(k, '(absent)')!r}"
+            for k in sorted(set(saved) | set(own)) if saved.get(k, object()) != own.get(k, object())]
+
+
+def model_identity(model: nn.Module) -> dict:
+    """What a checkpoint records of a model besides its weights: `model_class`, and where the model
+    has them, `config` (as a dict) and `seed` (of its initial weights)."""
+    out: dict[str, Any] = {"model_class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        out["config"] = config_to_dict(config)
+    seed = getattr(model, "seed", None)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        out["seed"] = seed
+    return out
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -64,6 +138,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: Mapping[str,
     _check_plain(dict(extra or {}), "extra")
     state = {
         "format": FORMAT,
+        **model_identity(model),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizers": {name: opt.state_dict() for name, opt in (optimizers or {}).items()},
         "step": int(step),
@@ -73,7 +148,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: Mapping[str,
     return atomic_save(state, path)
 
 
-def _read(path: Path, map_location: str | torch.device) -> dict:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The whole checkpoint as a dict (weights_only), or a CheckpointError that says what is wrong."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}. Train first (Trainer(..., TrainConfig(checkpoint=...)).fit) "
                                 f"or check the path.")
@@ -99,8 +176,8 @@ def _read(path: Path, map_location: str | torch.device) -> dict:
     return state
 
 
-def _check_architecture(model: nn.Module, weights: Mapping[str, torch.Tensor], path: Path) -> None:
-    own = model.state_dict()
+def _check_architecture(model: nn.Module, state: Mapping[str, Any], path: Path) -> None:
+    weights, own = state["model"], model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
@@ -113,6 +190,12 @@ def _check_architecture(model: nn.Module, weights: Mapping[str, torch.Tensor], p
             lines.append(f"  not in the model ({len(unexpected)}): {', '.join(unexpected[:20])}")
         if shapes:
             lines.append(f"  different shapes ({len(shapes)}): " + "; ".join(shapes[:20]))
+        own_id = model_identity(model)
+        if "config" in state and "config" in own_id:
+            diff = config_diff(state["config"], own_id["config"])
+            lines.append("  config differences: " + ("; ".join(diff) if diff else "none (the code changed since it was saved)"))
+        elif state.get("model_class") not in (None, own_id["model_class"]):
+            lines.append(f"  it holds a {state['model_class']}, not a {own_id['model_class']}")
         lines.append("Build the model with the same config (and profile width) it was saved with, or train again.")
         raise CheckpointError("\n".join(lines))
 
@@ -120,14 +203,14 @@ def _check_architecture(model: nn.Module, weights: Mapping[str, torch.Tensor], p
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint into `model` (and optimisers); return {'step', 'history', 'extra'}.
+    """Load a checkpoint into `model` (and optimisers); return {'step', 'history', 'extra', 'config', 'seed', 'model_class'}.
 
     Nothing is changed unless the whole checkpoint fits: architecture and optimiser names are
     checked before any weight is copied.
     """
     path = Path(path)
-    state = _read(path, map_location)
-    _check_architecture(model, state["model"], path)
+    state = read_checkpoint(path, map_location)
+    _check_architecture(model, state, path)
     saved_opts = state.get("optimizers", {})
     for name, opt in (optimizers or {}).items():
         if name not in saved_opts:
@@ -141,4 +224,21 @@ def load_checkpoint(path: str | Path, model: nn.Module,
     model.load_state_dict(state["model"])
     for name, opt in (optimizers or {}).items():
         opt.load_state_dict(saved_opts[name])
-    return {"step": state.get("step", 0), "history": state.get("history", {}), "extra": state.get("extra", {})}
+    return {"step": state.get("step", 0), "history": state.get("history", {}), "extra": state.get("extra", {}),
+            "config": state.get("config"), "seed": state.get("seed"), "model_class": state.get("model_class")}
+
+
+def check_same_run(state: Mapping[str, Any], model: nn.Module, path: Path) -> None:
+    """Raise CheckpointError, listing the differences, unless `state` (read_checkpoint) was made by the same
+    model class, config and seed as `model`."""
+    own = model_identity(model)
+    lines = []
+    if state.get("model_class") != own["model_class"]:
+        lines.append(f"model: checkpoint {state.get('model_class')!r}, this model {own['model_class']!r}")
+    elif "config" in own:
+        lines += config_diff(state.get("config") or {}, own["config"])
+    if state.get("seed") != own.get("seed"):
+        lines.append(f"seed: checkpoint {state.get('seed')!r}, this model {own.get('seed')!r}")
+    if lines:
+        raise CheckpointError(f"{path} was made by another run:\n" + "\n".join(f"  {line}" for line in lines) +
+                              f"\nDelete it, save this run elsewhere (another path), or pass retrain=True to overwrite it.")

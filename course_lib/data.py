@@ -14,18 +14,19 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from .checkpoint import atomic_write
+from .runtime import REPO_ROOT
+
 __all__ = ["ImageData", "Batches", "DataNotFoundError", "DATASETS", "data_dir", "load_data", "ensure_dataset"]
 
 ENV_VAR = "COURSE_DATA"
 SYSTEM_DIRS_VAR = "COURSE_SYSTEM_DATA"  # colon-separated; overrides the system search path (tests use it)
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -163,17 +164,9 @@ def _find_files(folder: Path, stem: str) -> Path | None:
 
 def _copy_decompressed(src: Path, dst: Path) -> None:
     """Copy an IDX file (gzipped or not) to dst, atomically: a half-written file is never left."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            opener = gzip.open if src.suffix == ".gz" else open
-            with opener(src, "rb") as inp:
-                shutil.copyfileobj(inp, out)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    opener = gzip.open if src.suffix == ".gz" else open
+    with atomic_write(dst) as out, opener(src, "rb") as inp:
+        shutil.copyfileobj(inp, out)
 
 
 def _import_from(folder: Path, raw: Path) -> bool:

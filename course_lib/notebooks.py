@@ -28,12 +28,20 @@ from pathlib import Path
 
 import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .checkpoint import atomic_write
+from .profiles import ENV_VAR as PROFILE_VAR
+from .runtime import REPO_ROOT
+
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 NB_VERSION = 4
 
 __all__ = ["ExerciseCell", "exercises_of", "make_lab", "generate_labs", "stale_labs", "execute"]
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,7 @@ def generate_labs(root: Path = REPO_ROOT, check_only: bool = False) -> list[Path
             changed.append(lab)
             if not check_only:
                 lab.parent.mkdir(parents=True, exist_ok=True)
-                lab.write_text(text, encoding="utf-8")
+                _write_text(lab, text)
     extra = sorted(set((root / "labs").glob("*.ipynb")) - {lab_path(s) for s in solutions})
     changed += extra  # a lab with no solution is stale too
     return changed
@@ -183,33 +191,32 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 900, kernel:
 
     from nbclient import NotebookClient
 
-    from .bench import device_name
-    from .runtime import pick_device
+    from .runtime import device_name, pick_device
 
     record = json.loads(timings.read_text()) if timings and timings.exists() else {}
     device = device_name(pick_device("auto"))
     for path in paths:
         nb = nbformat.read(path, as_version=NB_VERSION)
-        env_before = os.environ.get("COURSE_PROFILE")
-        os.environ["COURSE_PROFILE"] = profile
+        env_before = os.environ.get(PROFILE_VAR)
+        os.environ[PROFILE_VAR] = profile
         t0 = time.perf_counter()
         try:
             NotebookClient(nb, timeout=timeout, kernel_name=kernel,
                            resources={"metadata": {"path": str(path.parent)}}).execute()
         finally:
             if env_before is None:
-                os.environ.pop("COURSE_PROFILE", None)
+                os.environ.pop(PROFILE_VAR, None)
             else:
-                os.environ["COURSE_PROFILE"] = env_before
+                os.environ[PROFILE_VAR] = env_before
         seconds = time.perf_counter() - t0
         if path.resolve().parent.name == "lectures":
-            path.write_text(dumps(nb), encoding="utf-8")
+            _write_text(path, dumps(nb))
         key = path.resolve().relative_to(REPO_ROOT).as_posix() if path.resolve().is_relative_to(REPO_ROOT) else str(path)
         record.setdefault(key, {})[profile] = {"seconds": round(seconds, 1), "device": device,
                                                "date": time.strftime("%Y-%m-%d")}
         print(f"executed {path} ({profile} profile) in {seconds:.1f} s")
     if timings:
-        timings.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        _write_text(timings, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def course_map(root: Path = REPO_ROOT, timings: Path = TIMINGS) -> str:
@@ -246,7 +253,7 @@ def update_readme(readme: Path = README) -> bool:
     _, tail = rest.split(MAP_END, 1)
     new = f"{head}{MAP_BEGIN}\n{course_map()}\n{MAP_END}{tail}"
     if new != text:
-        readme.write_text(new, encoding="utf-8")
+        _write_text(readme, new)
     return new != text
 
 

@@ -10,13 +10,19 @@ import platform
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .profiles import Profile, get_profile
 
-__all__ = ["Course", "setup", "pick_device", "seed_everything"]
+if TYPE_CHECKING:
+    from .data import ImageData
+
+__all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the course checkout: lectures/, labs/, data/, ...
 
 
 @dataclass
@@ -35,6 +41,23 @@ class Course:
     def data_dir(self) -> Path:
         from .data import data_dir
         return data_dir()
+
+    def load_data(self, name: str = "fashion-mnist", split: str = "train", size: int | None | str = "profile",
+                  device: str | torch.device | None = None, download: bool = True) -> "ImageData":
+        """A dataset split sized by the profile, drawn with this notebook's seed, on this notebook's device.
+
+        size: "profile" (default) takes `profile.train_size` for "train" and `profile.eval_size` for
+        "test"; an int keeps that many images; None keeps the whole split.
+        device: default `course.device`, so in the gpu profile the data already sits on the GPU.
+        """
+        from .data import load_data
+
+        if size == "profile":
+            size = self.profile.train_size if split == "train" else self.profile.eval_size
+        elif size is not None and not isinstance(size, int):
+            raise TypeError(f"size must be 'profile', an int or None (the whole split), got {size!r}.")
+        return load_data(name, split, size=size, device=self.device if device is None else device,
+                         seed=self.seed, download=download)
 
 
 def seed_everything(seed: int) -> None:
@@ -79,16 +102,29 @@ def _deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def device_name(dev: torch.device | str) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo where there is one: what figures are recorded with."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    if dev.type != "cpu":
+        return dev.type
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe(course: Course) -> str:
+    """The one line `setup()` prints: versions, the device with its name, the profile and the seed."""
     import torchvision
 
     dev = course.device
-    if dev.type == "cuda":
-        where = f"cuda ({torch.cuda.get_device_name(dev)})"
-    elif dev.type == "cpu":
-        where = f"cpu ({torch.get_num_threads()} threads)"
-    else:
-        where = dev.type
+    where = f"cuda ({device_name(dev)})" if dev.type == "cuda" else (
+        f"cpu ({torch.get_num_threads()} threads)" if dev.type == "cpu" else dev.type)
     return (f"python {platform.python_version()} | torch {torch.__version__} | torchvision {torchvision.__version__}"
             f" | device {where} | profile {course.profile.name} | seed {course.seed}")
 

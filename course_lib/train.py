@@ -4,13 +4,16 @@ A model's process (a GAN, a VAE, a PixelCNN) supplies loss functions; the loop o
 everything else: devices, mixed precision, the progress bar, the history, callbacks,
 checkpoints, interrupts and non-finite losses.
 
-    phases = [Phase("d_loss", gan.discriminator_loss, opt_d),          # every step
-              Phase("g_loss", gan.generator_loss, opt_g, every=k)]     # k D steps per G step
-    trainer = Trainer(gan, phases, TrainConfig(log_every=50))
-    history = trainer.fit(data.batches(128), epochs=5)                 # dict of lists
+    trainer = Trainer(gan)                             # gan.phases(): what the loop runs
+    history = trainer.fit(data.batches(128), epochs=5) # dict of lists
+    # the same, spelled out: k discriminator steps per generator step
+    phases = [Phase("d_loss", gan.discriminator_loss, opt_d),
+              Phase("g_loss", gan.generator_loss, opt_g, every=k)]
+    trainer = Trainer(gan, phases, train_config=TrainConfig(log_every=50))
 
 A single-loss model is one phase. Stop with the Jupyter stop button at any time: `fit`
-returns with the model and history intact, and calling it again continues.
+returns with the model and history intact, and calling it again continues. `load_or_train`
+(runs.py) loads a finished run from its checkpoint, resumes an unfinished one, or trains and saves it.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["Phase", "TrainConfig", "Trainer", "NonFiniteLossError"]
+__all__ = ["Phase", "TrainConfig", "Trainer", "NonFiniteLossError", "count_steps"]
 
 LossFn = Callable[[Any], Mapping[str, torch.Tensor]]
 
@@ -39,8 +42,9 @@ class NonFiniteLossError(FloatingPointError):
 class Phase:
     """One optimiser and the loss it minimises.
 
-    loss_fn(batch) returns a dict of scalar tensors; the entry named `name` is minimised,
-    the others are only logged. The phase runs on steps where `step % every == 0`.
+    loss_fn(batch) returns a dict of float32 scalar tensors; the entry named `name` is minimised,
+    the others are only logged. The phase runs on steps where `step % every == 0`; `after()`, if
+    given, runs right after its optimiser step (e.g. to update an EMA copy of the weights).
     """
 
     name: str
@@ -48,6 +52,7 @@ class Phase:
     optimizer: torch.optim.Optimizer
     every: int = 1
     grad_clip: float | None = None  # max gradient norm, None: no clipping
+    after: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -57,12 +62,27 @@ class Phase:
 @dataclass
 class TrainConfig:
     log_every: int = 25  # steps between history entries (each is the mean over those steps)
-    callback_every: int | None = None  # steps between callback(trainer) calls; None: only at the end
+    callback_every: int | None = None  # steps between callback(trainer) calls; None: every log_every steps
     checkpoint: str | Path | None = None  # where to save; also saved at the end and on interrupt
     checkpoint_every: int | None = None  # steps between checkpoints; None: only at the end
     amp: bool | None = None  # bf16 autocast; None: on for CUDA
     channels_last: bool | None = None  # NHWC memory layout for conv nets; None: on for CUDA
     progress: bool = True  # tqdm progress bar
+
+
+def count_steps(batches: Iterable, steps: int | None, epochs: int | None) -> int:
+    """The number of steps that `steps=` or `epochs=` (times len(batches)) asks for; exactly one must be given."""
+    if (steps is None) == (epochs is None):
+        raise ValueError("Give exactly one of steps=... or epochs=....")
+    if steps is None:
+        try:
+            per_epoch = len(batches)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise TypeError("epochs=... needs batches with a length; pass steps=... instead.") from e
+        steps = per_epoch * int(epochs)  # type: ignore[arg-type]
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}.")
+    return steps
 
 
 def _clone(tree: Any) -> Any:
@@ -78,16 +98,26 @@ def _clone(tree: Any) -> Any:
 class Trainer:
     """Runs phases over batches; keeps `history`, `step` and the last good weights."""
 
-    def __init__(self, model: nn.Module, phases: Phase | Sequence[Phase], config: TrainConfig | None = None,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(self, model: nn.Module, phases: Phase | Sequence[Phase] | None = None,
+                 train_config: TrainConfig | None = None, device: str | torch.device | None = None) -> None:
+        """phases: default `model.phases()`, which every model family of the course defines."""
         self.model = model
+        if phases is None:
+            if not callable(getattr(model, "phases", None)):
+                raise TypeError(f"{type(model).__name__} has no phases() method: pass the phases, e.g. "
+                                f"Trainer(model, Phase('loss', loss_fn, optimizer)).")
+            phases = model.phases()
         self.phases = [phases] if isinstance(phases, Phase) else list(phases)
         if not self.phases:
             raise ValueError("Trainer needs at least one Phase.")
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"Phase names must be unique, got {names}.")
-        self.config = config or TrainConfig()
+        self.train_config = train_config or TrainConfig()
+        if self.train_config.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.train_config.log_every}.")
+        # The one place that says how often a callback runs: its own setting, else every log interval.
+        self.callback_every = self.train_config.callback_every or self.train_config.log_every
         if device is None:
             try:
                 device = next(model.parameters()).device
@@ -95,8 +125,8 @@ class Trainer:
                 device = torch.device("cpu")
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
-        self.amp = cuda if self.config.amp is None else self.config.amp
-        self.channels_last = cuda if self.config.channels_last is None else self.config.channels_last
+        self.amp = cuda if self.train_config.amp is None else self.train_config.amp
+        self.channels_last = cuda if self.train_config.channels_last is None else self.train_config.channels_last
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -104,7 +134,7 @@ class Trainer:
         self.samples_seen = 0
         self.seconds = 0.0
         self.history: dict[str, list[float]] = {"step": [], "time": []}
-        self.status = "new"  # new | running | done | interrupted | nonfinite | failed
+        self.status = "new"  # new | running | done | loaded | interrupted | nonfinite | failed
         # (step, phases already applied in it): an interrupt between two phases of a step must
         # not apply the first phase twice when fit() continues that step.
         self._partial: tuple[int, set[str]] = (-1, set())
@@ -133,7 +163,7 @@ class Trainer:
             del self.history[k][keep:]
 
     def save(self, path: str | Path | None = None) -> Path:
-        path = path or self.config.checkpoint
+        path = path or self.train_config.checkpoint
         if path is None:
             raise ValueError("No checkpoint path: pass one, or set TrainConfig(checkpoint='runs/name.pt').")
         return save_checkpoint(path, self.model, self.optimizers, step=self.step, history=self.history,
@@ -141,7 +171,7 @@ class Trainer:
 
     def load(self, path: str | Path | None = None) -> "Trainer":
         """Resume from a checkpoint written by `save` (weights, optimisers, step, history)."""
-        path = path or self.config.checkpoint
+        path = path or self.train_config.checkpoint
         if path is None:
             raise ValueError("No checkpoint path: pass one, or set TrainConfig(checkpoint=...).")
         info = load_checkpoint(path, self.model, self.optimizers, map_location=self.device)
@@ -187,12 +217,18 @@ class Trainer:
             if loss.ndim != 0:
                 raise ValueError(f"Phase {phase.name!r}: the loss must be a scalar, got shape {tuple(loss.shape)}; "
                                  f"take .mean() over the batch.")
+            if loss.dtype in (torch.float16, torch.bfloat16):
+                raise TypeError(f"Phase {phase.name!r}: the loss is {loss.dtype}. Compute losses in float32, also under "
+                                f"autocast (e.g. F.cross_entropy(logits.float(), y)): half precision rounds "
+                                f"likelihoods, bits/dim and the ELBO.")
             phase.optimizer.zero_grad(set_to_none=True)
             loss.float().backward()
             if phase.grad_clip is not None:
                 params = [p for g in phase.optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
             phase.optimizer.step()
+            if phase.after is not None:
+                phase.after()
             done.add(phase.name)
             for k, v in out.items():
                 logs[k] = v.detach().float()
@@ -244,23 +280,14 @@ class Trainer:
 
         `batches` is re-iterated for each epoch (e.g. `ImageData.batches(...)` or a `Batches`).
         """
-        if (steps is None) == (epochs is None):
-            raise ValueError("Give exactly one of steps=... or epochs=....")
-        if steps is None:
-            try:
-                per_epoch = len(batches)  # type: ignore[arg-type]
-            except TypeError as e:
-                raise TypeError("epochs=... needs batches with a length; pass steps=... instead.") from e
-            steps = per_epoch * int(epochs)  # type: ignore[arg-type]
-        if steps <= 0:
-            raise ValueError(f"steps must be positive, got {steps}.")
-        cfg = self.config
+        steps = count_steps(batches, steps, epochs)
+        config = self.train_config
         target = self.step + steps
         self.status = "running"
         self.model.train()
         pending: list[tuple[int, dict[str, torch.Tensor]]] = []
         bar = None
-        if cfg.progress:
+        if config.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=steps, desc="train", leave=True)
         t0 = time.perf_counter()
@@ -276,7 +303,7 @@ class Trainer:
                     first = batch[0] if isinstance(batch, (list, tuple)) else batch
                     self.samples_seen += len(first) if isinstance(first, torch.Tensor) else 1
                     self.step += 1
-                    if self.step % cfg.log_every == 0 or self.step == target:
+                    if self.step % config.log_every == 0 or self.step == target:
                         self._flush(pending, t0)
                         t0 = time.perf_counter()
                         if bar is not None:
@@ -284,11 +311,11 @@ class Trainer:
                             bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in self.history.items()
                                              if k not in ("step", "time") and v}, refresh=False)
                             bar.refresh()
-                    if callback is not None and cfg.callback_every and self.step % cfg.callback_every == 0:
+                    if callback is not None and self.step % self.callback_every == 0 and self.step < target:
                         paused = time.perf_counter()
                         callback(self)
                         t0 += time.perf_counter() - paused  # training time excludes callbacks
-                    if cfg.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    if config.checkpoint and config.checkpoint_every and self.step % config.checkpoint_every == 0:
                         self._flush(pending, t0)
                         self.save()
                         t0 = time.perf_counter()  # ... and checkpoint writes
@@ -298,7 +325,7 @@ class Trainer:
             self._flush(pending, t0)
             self.status = "interrupted"
             print(f"Interrupted at step {self.step}: the model and history are kept. "
-                  f"Call fit(...) again to continue" + (f"; checkpoint saved to {self.save()}" if cfg.checkpoint else "."))
+                  f"Call fit(...) again to continue" + (f"; checkpoint saved to {self.save()}" if config.checkpoint else "."))
             return self.history
         finally:
             if bar is not None:
@@ -309,6 +336,6 @@ class Trainer:
         self.status = "done"
         if callback is not None:
             callback(self)
-        if cfg.checkpoint:
+        if config.checkpoint:
             self.save()
         return self.history

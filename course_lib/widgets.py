@@ -17,7 +17,7 @@ import ipywidgets as W
 import torch
 
 from . import divergences as dv
-from .toy_gan import Mixture
+from .distributions import Mixture
 
 __all__ = ["Explorer", "DivergenceExplorer"]
 

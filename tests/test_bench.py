@@ -9,23 +9,21 @@ from course_lib.runtime import Course
 
 @pytest.fixture
 def fake(monkeypatch):
-    """Only test benchmarks are registered, and no model module is imported."""
-    monkeypatch.setattr(bench, "BENCHES", {})
-    monkeypatch.setattr(bench, "MODULES", ())
+    """Only test benchmarks are found, and no model module is imported."""
     seen = []
 
-    @bench.benchmark("fake")
     def fake_bench(course):
         seen.append(course)
         return {"loss": 0.25, "images_per_s": 1000.0}
 
-    assert bench.BENCHES == {"fake": fake_bench}
-    return seen
+    benches = {"fake": fake_bench}
+    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.MODELS_PACKAGE: benches)
+    return seen, benches
 
 
 def test_run_returns_the_record(fake):
     record = bench.run("fake", profile="smoke", device="cpu", seed=3)
-    (course,) = fake
+    (course,) = fake[0]
     assert isinstance(course, Course) and course.profile.name == "smoke" and course.seed == 3
     assert course.device == torch.device("cpu")
     assert record["model"] == "fake" and record["profile"] == "smoke" and record["seed"] == 3
@@ -44,7 +42,7 @@ def test_profile_from_env(fake, monkeypatch):
 def test_unknown_model_lists_the_choices(fake):
     with pytest.raises(SystemExit, match=r"Unknown model 'vae'. Choose one of \['fake'\] or 'all'"):
         bench.run("vae", profile="smoke")
-    assert fake == []  # nothing ran
+    assert fake[0] == []  # nothing ran
 
 
 def test_bad_profile_and_device(fake):
@@ -67,34 +65,56 @@ def test_cli_prints_and_appends_json_lines(fake, tmp_path, capsys):
 
 
 def test_cli_all(fake, capsys):
-    bench.benchmark("other")(lambda course: {"metric": 1.0})
+    fake[1]["other"] = lambda course: {"metric": 1.0}
     assert bench.main(["all", "--profile", "smoke", "--device", "cpu"]) == 0
     models = [json.loads(line)["model"] for line in capsys.readouterr().out.strip().split("\n")]
     assert models == ["fake", "other"]
 
 
-def test_load_all_skips_missing_modules_only(monkeypatch):
-    monkeypatch.setattr(bench, "MODULES", ("course_lib.not_written_yet",))
-    bench._load_all()  # a model module that does not exist yet is skipped
-
-    def broken(name):
-        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
-
-    import importlib
-
-    monkeypatch.setattr(importlib, "import_module", broken)
-    with pytest.raises(ModuleNotFoundError, match="scipy"):  # a missing dependency is not hidden
-        bench._load_all()
-
-
 def test_device_name_on_cpu():
-    name = bench.device_name(torch.device("cpu"))
+    from course_lib.runtime import device_name
+
+    name = device_name(torch.device("cpu"))
     assert isinstance(name, str) and name
 
 
-def test_a_benchmark_cannot_overwrite_the_record_fields(monkeypatch):
-    from course_lib import bench
-
-    monkeypatch.setitem(bench.BENCHES, "clashing", lambda course: {"profile": "faked", "x": 1})
+def test_a_benchmark_cannot_overwrite_the_record_fields():
     with pytest.raises(ValueError, match="profile"):
-        bench.run("clashing", profile="smoke")
+        bench.run("clashing", profile="smoke", benches={"clashing": lambda course: {"profile": "faked", "x": 1}})
+
+
+def test_every_model_file_is_walked_and_listed(capsys):
+    """--list shows every benchmark defined in course_lib/models/, found by walking the folder."""
+    import importlib
+    import pkgutil
+
+    import course_lib.models as models
+
+    want = {}
+    for info in pkgutil.iter_modules(models.__path__):
+        want.update(getattr(importlib.import_module(f"course_lib.models.{info.name}"), "BENCHMARKS", {}))
+    assert {"classifier", "ring-gan"} <= set(want)
+    assert bench.find_benchmarks() == want
+    assert bench.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name, fn in want.items():
+        assert name in listed and fn.__module__.rsplit(".", 1)[-1] + ".py" in listed
+
+
+def test_find_benchmarks_in_a_package_of_model_files(tmp_path, monkeypatch):
+    pkg = tmp_path / "fake_models"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "alpha.py").write_text('def b(course):\n    """Alpha."""\n    return {}\n\n\nBENCHMARKS = {"alpha": b}\n')
+    (pkg / "beta.py").write_text("X = 1  # a model file without benchmarks\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(bench.find_benchmarks("fake_models")) == ["alpha"]
+    (pkg / "gamma.py").write_text('BENCHMARKS = {"alpha": print}\n')
+    with pytest.raises(ValueError, match="defined twice"):
+        bench.find_benchmarks("fake_models")
+
+
+def test_cli_without_a_model_says_what_to_do(capsys):
+    with pytest.raises(SystemExit):
+        bench.main([])
+    assert "--list" in capsys.readouterr().err

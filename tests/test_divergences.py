@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from course_lib import divergences as dv
 from course_lib.exercises import get_exercise, verify, collect
-from course_lib.toy_gan import Mixture
+from course_lib.distributions import Mixture
 
 F64 = torch.float64
 
@@ -131,6 +131,41 @@ def test_jsd_symmetric_bounded(v, w):
     j = float(dv.jsd_discrete(p, q))
     assert j == pytest.approx(float(dv.jsd_discrete(q, p)), abs=1e-12)
     assert -1e-12 <= j <= math.log(2) + 1e-12
+
+
+TINY = 5e-324  # the smallest subnormal double: TINY / 2 == 0
+
+
+@pytest.mark.parametrize("p, q, want", [
+    ([0.0, 1.0], [TINY, 1.0], 0.5 * TINY * math.log(2)),  # the case hypothesis found: (p + q) / 2 underflows to 0
+    ([TINY, 1.0], [0.0, 1.0], 0.5 * TINY * math.log(2)),
+    ([TINY, 1.0 - TINY], [1.0, 0.0], math.log(2)),  # disjoint but for a subnormal entry
+    ([0.0, 0.5, 0.5], [TINY, 0.0, 1.0], None),
+    ([1e-310, 1e-300, 1.0], [1e-320, 0.0, 1.0], None),
+])
+def test_jsd_finite_and_correct_with_subnormal_entries(p, q, want):
+    j = float(dv.jsd_discrete(p, q))
+    assert math.isfinite(j) and j == pytest.approx(float(dv.jsd_discrete(q, p)), abs=1e-15)
+    assert -1e-15 <= j <= math.log(2) + 1e-15
+    if want is not None:
+        assert j == pytest.approx(want, abs=1e-15)
+    # against exact arithmetic: mpmath-free, with Python's fractions on the normalised inputs
+    from fractions import Fraction
+    P, Q = [Fraction(x) for x in p], [Fraction(x) for x in q]
+    exact = 0.0
+    for a, b in zip(P, Q):
+        m = (a + b) / 2
+        for x in (a, b):
+            if x > 0:
+                exact += 0.5 * float(x) * (math.log(x.numerator) - math.log(x.denominator) -
+                                           math.log(m.numerator) + math.log(m.denominator))
+    assert j == pytest.approx(exact, rel=1e-9, abs=1e-15)
+
+
+def test_jsd_gradient_has_no_nan_where_both_are_zero():
+    p = torch.tensor([0.2, 0.8, 0.0], dtype=F64, requires_grad=True)
+    dv.jsd_discrete(p, torch.tensor([0.5, 0.5, 0.0], dtype=F64)).backward()
+    assert torch.isfinite(p.grad).all() and p.grad[2] == 0
 
 
 @settings(max_examples=200, deadline=None)

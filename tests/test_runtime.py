@@ -111,7 +111,8 @@ def test_import_has_no_side_effects(tmp_path):
     import sys
 
     code = ("import course_lib, torch\n"
-            "from course_lib import bench, checkpoint, data, exercises, notebooks, plots, profiles, runtime, train\n"
+            "from course_lib import bench, checkpoint, data, distributions, exercises, notebooks, plots, profiles, runs, runtime, train\n"
+            "from course_lib.models import base, classifier, gan, toy_gan\n"
             "missing = [n for n in course_lib.__all__ if not hasattr(course_lib, n)]\n"
             "assert not missing, missing\n"
             "assert not torch.are_deterministic_algorithms_enabled()\n")

@@ -343,8 +343,51 @@ def test_callback_every(tmp_path):
     trainer.fit([regression(32)[:2]], steps=10, callback=lambda t: seen.append((t.step, t.status)))
     assert seen == [(3, "running"), (6, "running"), (9, "running"), (10, "done")]
     seen.clear()
-    adam_trainer().fit([regression(32)[:2]], steps=5, callback=lambda t: seen.append(t.step))
-    assert seen == [5]  # no callback_every: once at the end
+    adam_trainer().fit([regression(32)[:2]], steps=10, callback=lambda t: seen.append(t.step))
+    assert seen == [4, 8, 10]  # no callback_every: at every log interval (log_every=4), and once at the end
+
+
+def test_live_plot_redraws_during_training_without_a_second_setting(monkeypatch):
+    """`fit(..., callback=LivePlot())` must draw more than once: the callback follows the log interval."""
+    from course_lib import LivePlot
+
+    draws = []
+    live = LivePlot()
+    monkeypatch.setattr(LivePlot, "__call__", lambda self, trainer: draws.append(trainer.step))
+    trainer = adam_trainer()
+    trainer.fit([regression(32)[:2]], steps=12, callback=live)
+    assert draws == [4, 8, 12], "a live plot must be redrawn at each log interval, not only at the end"
+
+
+def test_phase_after_runs_after_each_optimiser_step():
+    model = linear(0)
+    order = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    real_step = opt.step
+    opt.step = lambda *a, **k: order.append("step") or real_step(*a, **k)
+    phase = Phase("loss", lambda b: {"loss": model(b[0]).pow(2).mean()}, opt, after=lambda: order.append("after"))
+    Trainer(model, phase, train_config=TrainConfig(**CFG)).fit([regression(8)[:2]], steps=3)
+    assert order == ["step", "after"] * 3
+
+
+def test_half_precision_loss_is_refused_with_the_fix():
+    model = linear(0)
+    phase = Phase("loss", lambda b: {"loss": model(b[0]).pow(2).mean().bfloat16()}, torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer = Trainer(model, phase, train_config=TrainConfig(**CFG))
+    with pytest.raises(TypeError, match=r"bfloat16.*float32.*logits.float\(\)"):
+        trainer.fit([regression(8)[:2]], steps=1)
+    assert trainer.status == "failed"
+
+
+def test_trainer_takes_the_models_own_phases():
+    class Model(nn.Linear):
+        def phases(self):
+            return [Phase("loss", lambda b: {"loss": self(b[0]).pow(2).mean()}, torch.optim.SGD(self.parameters(), lr=0.1))]
+
+    trainer = Trainer(Model(3, 1), train_config=TrainConfig(**CFG))
+    assert [p.name for p in trainer.phases] == ["loss"]
+    with pytest.raises(TypeError, match="no phases"):
+        Trainer(nn.Linear(3, 1))
 
 
 def test_save_and_load_need_a_path():
@@ -374,7 +417,7 @@ def test_bf16_autocast_and_channels_last_on_cpu():
     def loss_fn(batch):
         out = conv(batch)
         seen["dtype"], seen["cl"] = out.dtype, batch.is_contiguous(memory_format=torch.channels_last)
-        return {"loss": out.pow(2).mean()}
+        return {"loss": out.float().pow(2).mean()}  # the contract: losses in float32 under autocast
 
     trainer = Trainer(conv, Phase("loss", loss_fn, torch.optim.SGD(conv.parameters(), lr=0.01)),
                       TrainConfig(amp=True, channels_last=True, **CFG))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_lib import divergences as dv
-from course_lib.toy_gan import Mixture
+from course_lib.distributions import Mixture
 from course_lib.widgets import DivergenceExplorer
 
 

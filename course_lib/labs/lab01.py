@@ -13,7 +13,9 @@ import torch
 
 from ..divergences import jsd_discrete, kl_discrete, kl_gaussian, optimal_discriminator
 from ..exercises import Exercise, register
-from ..toy_gan import Mixture, discriminator_loss, generator_loss, mode_coverage
+from ..distributions import Mixture
+from ..models.gan import discriminator_loss, generator_loss
+from ..models.toy_gan import mode_coverage
 
 F64 = torch.float64
 

@@ -1,0 +1,33 @@
+"""Model families, one file each, all meeting one process contract.
+
+    classifier.py   a small conv classifier (lecture 00; the feature network for sample metrics)
+    gan.py          the generic GAN process: losses on logits, R1, k D steps per G step, EMA of G
+    toy_gan.py      the GAN process with two MLPs, on the 8-Gaussian ring (lecture 01)
+
+Later lectures add `dcgan.py`, `cgan.py`, `vae.py` and `pixelcnn.py` here.
+
+The contract (`Process` in `base.py`, a typing.Protocol) separates the *networks* (plain
+nn.Modules that map tensors to tensors) from the *process* that owns them: its losses, its
+sampling and the phases of its training. Every family's process:
+
+- is built as `Family(config=None, seed=0, ...)`. `config` is a dataclass with defaults that
+  holds every size and hyper-parameter; `seed` seeds the initial weights, which are drawn
+  inside `seeded(seed)` so the global random state is left alone;
+- has `config`, `seed` and `device` attributes;
+- has `phases()`, the list of `Phase`s the one training loop runs (`Trainer(model)` calls it);
+  each phase's loss function takes a batch and returns a dict of scalar tensors in float32,
+  also under bf16 autocast (the likelihoods that bits/dim and the ELBO report depend on it;
+  the loop refuses a half-precision loss);
+- for generative families, has `sample(n, generator=None)`: n samples, reproducible when a
+  torch.Generator is passed;
+- is saved with its config and seed (`Trainer.save`, `save_checkpoint`), so
+  `Family.from_checkpoint(path)` rebuilds it and `load_or_train(...)` either loads a finished
+  run or trains one, and refuses a checkpoint made with another config, showing the difference.
+
+A family that has a benchmark lists it in a module-level dict `BENCHMARKS = {name: fn}`, where
+`fn(course) -> dict of figures`; `python -m course_lib.bench` finds it by walking this folder.
+Importing a model module has no side effects.
+"""
+from .base import GenerativeProcess, Process, ProcessModule, seeded
+
+__all__ = ["Process", "GenerativeProcess", "ProcessModule", "seeded"]
