@@ -1,26 +1,32 @@
 """A small pytest plugin that the grader loads into the pytest it runs on each submission.
 
-It does two things, both in the pytest process (the student's kernel cannot reach them):
+Everything here runs in the pytest process, outside the kernel's sandbox: the kernel can neither
+see nor signal this process, and nothing it writes is trusted as a result.
 
-1. After every notebook cell that nbval runs, it appends one JSON line to `--course-grade-log`:
-   the cell's number among code cells, a status (passed, skipped, error, timeout, died, lost),
-   whether the kernel is gone after it (`fatal`), and a short reason. The lines are flushed one by
-   one, so the grader still has them if it has to kill the run.
+1. After every notebook cell that nbval runs, it writes one JSON line to the pipe the grader
+   passed as `--course-grade-fd` (never to a file): the cell's number among code cells, a status
+   (passed, skipped, error, timeout, died, lost), whether the kernel is gone after it (`fatal`),
+   and a short reason. Which cell passed is thus known only to this process and the grader.
 2. While a cell runs, a watchdog thread watches the kernel process. If the kernel dies, nbval would
    wait for the whole cell timeout before noticing; if a cell ignores nbval's interrupt and keeps
    printing, nbval would wait forever. The watchdog ends both at once: it kills the kernel if the
    cell runs past `--course-grade-hard-limit` seconds, and stops nbval's wait with a signal, so
    the cell fails with `KernelGone` and the later cells fail fast with "Kernel dead".
-3. Around each check cell the grader inserted, it deletes any record of that exercise before the
-   cell runs and copies the record check() wrote into `--course-grade-vault` right after it, so the
-   grader judges what that check recorded, not a file another cell wrote before or after it.
+3. Around each check cell the grader inserted, it deletes any record of that exercise from
+   `--course-grade-records` before the cell runs, and reads the record check() wrote once, right
+   after it, sending its bytes down the same pipe: the grader never reads that folder itself.
+4. `--course-grade-kernel` names a JSON file saying how to start the kernel: a command prefix
+   (the bwrap sandbox), the folder of its Unix sockets (jupyter_client's ipc transport), and a
+   startup file; nbval's KernelManager is replaced by one that does so. `--course-grade-parent`
+   makes this process die with the grader, so a killed grader leaves no run behind.
 
-The grader (run.py) loads it from this file into `pytest.main(..., plugins=[...])`, with the options
---course-grade-log, --course-grade-hard-limit, --course-grade-records and --course-grade-vault.
+The grader (run.py) loads it from this file into `pytest.main(..., plugins=[...])`.
 It imports nothing of course_lib (so pytest does not import torch).
 """
 from __future__ import annotations
 
+import base64
+import ctypes
 import json
 import os
 import re
@@ -105,14 +111,16 @@ def _on_wake(signum: int, frame: Any) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("course-grade", "course_lib grading")
-    group.addoption("--course-grade-log", default=None, help="append one JSON line per notebook cell here")
+    group.addoption("--course-grade-fd", type=int, default=None, help="write one JSON line per notebook cell to this fd")
     group.addoption("--course-grade-hard-limit", type=float, default=None,
                     help="kill the kernel when one cell runs longer than this many seconds")
     group.addoption("--course-grade-records", default=None, help="the folder check() records into ($COURSE_GRADE_DIR)")
-    group.addoption("--course-grade-vault", default=None, help="copy each check's record here right after the check")
+    group.addoption("--course-grade-kernel", default=None, help="JSON file: how to start the kernel (see the docstring)")
+    group.addoption("--course-grade-parent", type=int, default=None, help="the grader's pid: die when it dies")
 
 
 MAX_RECORD_BYTES = 64 * 2**20
+PR_SET_PDEATHSIG = 1
 
 
 def _check_of(item: pytest.Item) -> str | None:
@@ -127,22 +135,66 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         (Path(records) / f"{ex_id}.pt").unlink(missing_ok=True)
 
 
-def _keep_record(item: pytest.Item) -> None:
-    ex_id, records, vault = _check_of(item), item.config.getoption("course_grade_records"), \
-        item.config.getoption("course_grade_vault")
-    if not (ex_id and records and vault):
-        return
+def _take_record(item: pytest.Item) -> str | None:
+    """The record of this check cell (base64), read once and removed; None if there is no sane one."""
+    ex_id, records = _check_of(item), item.config.getoption("course_grade_records")
+    if not (ex_id and records):
+        return None
     src = Path(records) / f"{ex_id}.pt"
     try:  # a plain file of sane size only: no links to the grader's files, no huge dumps
-        info = os.lstat(src)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return
-    if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_RECORD_BYTES:
-        (Path(vault) / f"{ex_id}.pt").write_bytes(src.read_bytes())
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+    finally:
+        os.close(fd)
+        src.unlink(missing_ok=True)
+    return base64.b64encode(data).decode("ascii") if len(data) <= MAX_RECORD_BYTES else None
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the grader dies (Linux), and stop now if it is already gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the grader's own clean-up is all there is
+        pass
+    if os.getppid() != parent:
+        os._exit(70)
+
+
+def _use_kernel_launcher(spec_file: str) -> None:
+    """Make nbval start each kernel as the grader says: sandbox prefix, ipc sockets, startup file."""
+    import nbval.kernel
+
+    spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
+    base = nbval.kernel.KernelManager
+
+    class GradeKernelManager(base):  # type: ignore[misc, valid-type]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if spec.get("ipc"):  # Unix sockets in a folder bound into the sandbox: the only way in or out
+                self.transport, self.ip = "ipc", str(Path(spec["ipc"]) / "kernel")
+                self.connection_file = str(Path(spec["ipc"]) / "kernel.json")
+                self.kernel_spec.interrupt_mode = "message"  # a signal would hit bwrap, not the kernel
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [*spec.get("prefix", []), *cmd, f"--IPKernelApp.exec_files={spec['startup']}"]
+
+    nbval.kernel.KernelManager = GradeKernelManager
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("course_grade_log") and threading.current_thread() is threading.main_thread():
+    if config.getoption("course_grade_parent"):
+        _die_with(config.getoption("course_grade_parent"))
+    if config.getoption("course_grade_kernel"):
+        _use_kernel_launcher(config.getoption("course_grade_kernel"))
+    if config.getoption("course_grade_fd") is not None and threading.current_thread() is threading.main_thread():
         signal.signal(WAKE_SIGNAL, _on_wake)
 
 
@@ -155,7 +207,7 @@ def _kernel_process(item: pytest.Item) -> Any:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     limit = item.config.getoption("course_grade_hard_limit")
-    process = _kernel_process(item) if item.config.getoption("course_grade_log") else None
+    process = _kernel_process(item) if item.config.getoption("course_grade_fd") is not None else None
     if process is None or not limit or process.poll() is not None:  # dead already: nbval says so itself
         yield
         return
@@ -201,12 +253,13 @@ def classify(item: pytest.Item, call: pytest.CallInfo) -> dict:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     yield
-    path = item.config.getoption("course_grade_log")
+    fd = item.config.getoption("course_grade_fd")
     cell = getattr(item, "cell_num", None)
-    if not path or cell is None or call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
+    if fd is None or cell is None or call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
         return
-    if call.when == "call":
-        _keep_record(item)
     record = {"cell": cell, "seconds": round(call.duration, 3), **classify(item, call)}
-    with Path(path).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    if call.when == "call" and _check_of(item):
+        record["record"] = _take_record(item)
+    line = (json.dumps(record) + "\n").encode()
+    while line:  # a pipe may take a long line in parts
+        line = line[os.write(fd, line):]

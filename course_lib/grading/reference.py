@@ -95,9 +95,11 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
 def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], list[str]]:
     """The code cells to run and the reference exercises the submission has no cell for.
 
-    Student check cells are dropped; the reference check of each exercise goes after the last
-    student cell with that exercise id. Cells with unknown or no ids are context cells. Cells
-    after the last check are left out: they cannot change a grade and may train for minutes.
+    Student check cells are not run: the reference check of each exercise takes the place of the
+    student's own check cell for that id (found by its `check` metadata) if that comes after the
+    exercise cell, as when the answer is written in a new cell below the stub; otherwise it goes
+    right after the last cell with that exercise id. Cells with unknown or no ids are context
+    cells. Cells after the last check are left out: they cannot change a grade and may train for minutes.
     """
     ids = {ex.id for ex in ref.exercises}
     cells: list[Cell] = []
@@ -108,19 +110,25 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
         meta = meta if isinstance(meta, dict) else {}
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
+        ex_id = meta.get("check", meta.get("exercise"))
+        known = isinstance(ex_id, str) and ex_id in ids
         if "check" in meta:
-            continue
-        ex_id = meta.get("exercise")
-        cells.append(Cell(source, "exercise", ex_id) if isinstance(ex_id, str) and ex_id in ids else Cell(source, "context"))
-    missing = []
+            cells += [Cell("", "slot", ex_id)] if known else []  # where the student checks it; never run
+        else:
+            cells.append(Cell(source, "exercise", ex_id) if known else Cell(source, "context"))
+    missing, anchor = [], {}  # anchor: index in cells after which each reference check goes
     for ex in ref.exercises:
-        where = [i for i, c in enumerate(cells) if c.exercise == ex.id]
+        where = [i for i, c in enumerate(cells) if c.role == "exercise" and c.exercise == ex.id]
         if not where:
             missing.append(ex.id)
             continue
-        cells.insert(where[-1] + 1, Cell(ex.check_source, "check", ex.id))
-    last_check = max((i for i, c in enumerate(cells) if c.role == "check"), default=-1)
-    return cells[: last_check + 1], missing  # later cells cannot change a grade: not run
+        slots = [i for i, c in enumerate(cells) if c.role == "slot" and c.exercise == ex.id and i > where[-1]]
+        anchor.setdefault(slots[0] if slots else where[-1], []).append(Cell(ex.check_source, "check", ex.id))
+    out: list[Cell] = []
+    for i, c in enumerate(cells):
+        out += ([] if c.role == "slot" else [c]) + anchor.get(i, [])
+    last_check = max((i for i, c in enumerate(out) if c.role == "check"), default=-1)
+    return out[: last_check + 1], missing  # later cells cannot change a grade: not run
 
 
 def write_notebook(cells: list[Cell], path: Path) -> None:

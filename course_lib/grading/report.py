@@ -4,15 +4,20 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import io
 import json
+import os
+import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from . import __doc__ as GRADING_DOC
-from .judge import Grade, grade_batch
+from .judge import Grade, Outcome, grade_batch
 from .reference import Reference, find_reference, load_reference
 from .run import GradeOptions
+from .sandbox import UNSANDBOXED_RISK, find_bwrap
 
 
 def summarise(ref: Reference, grades: list[Grade]) -> dict[str, dict[str, float]]:
@@ -26,26 +31,62 @@ def summarise(ref: Reference, grades: list[Grade]) -> dict[str, dict[str, float]
     return out
 
 
-def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float) -> tuple[Path, Path]:
-    """<out>.csv (one row per student) and <out>.json (everything, with the summary)."""
+def report_paths(out: Path) -> tuple[Path, Path]:
     out = out.with_suffix("") if out.suffix in (".csv", ".json") else out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out.parent / f"{out.name}.csv", out.parent / f"{out.name}.json"
+    return out.parent / f"{out.name}.csv", out.parent / f"{out.name}.json"
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: a crash leaves the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float, sandbox: str = "",
+                  complete: bool = True) -> tuple[Path, Path]:
+    """<out>.csv (one row per student) and <out>.json (everything, with the summary).
+
+    Called again as each submission finishes (complete=False), so a crash loses at most the
+    submissions in flight; `--resume` reads the JSON back (read_done).
+    """
+    csv_path, json_path = report_paths(out)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
     ids = [ex.id for ex in ref.exercises]
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note"])
-        for g in grades:
-            w.writerow([g.student, g.file, *[f"{g.outcomes[i].points:g}" for i in ids], f"{g.total:g}",
-                        f"{ref.max_points:g}", *[g.outcomes[i].reason for i in ids], g.note])
+    rows = io.StringIO()
+    w = csv.writer(rows)
+    w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review"])
+    for g in grades:
+        w.writerow([g.student, g.file, *[f"{g.outcomes[i].points:g}" for i in ids], f"{g.total:g}",
+                    f"{ref.max_points:g}", *[g.outcomes[i].reason for i in ids], g.note, g.review])
     report = {"lab": ref.name, "reference": str(ref.path), "max_points": ref.max_points, "seconds": round(seconds, 1),
+              "sandbox": sandbox, "complete": complete,
               "exercises": [{"id": ex.id, "points": ex.points} for ex in ref.exercises],
               "summary": summarise(ref, grades),
               "submissions": [{"student": g.student, "file": g.file, "total": g.total, "seconds": round(g.seconds, 1),
-                               "runs": g.runs, "note": g.note,
+                               "runs": g.runs, "note": g.note, "review": g.review,
                                "exercises": {i: asdict(o) for i, o in g.outcomes.items()}} for g in grades]}
-    json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    _replace(csv_path, rows.getvalue())
+    _replace(json_path, json.dumps(report, indent=1) + "\n")
     return csv_path, json_path
+
+
+def read_done(ref: Reference, out: Path) -> dict[str, Grade]:
+    """The grades already in <out>.json for this lab, by file path (for --resume)."""
+    json_path = report_paths(out)[1]
+    if not json_path.exists():
+        return {}
+    try:
+        report = json.loads(json_path.read_text(encoding="utf-8"))
+        if report.get("lab") != ref.name:
+            raise SystemExit(f"--resume: {json_path} is a report of {report.get('lab')}, not {ref.name}; "
+                             "give another --out or drop --resume.")
+        return {s["file"]: Grade(s["student"], s["file"], {i: Outcome(**o) for i, o in s["exercises"].items()},
+                                 s["seconds"], s["note"], s["runs"], s.get("review", ""))
+                for s in report["submissions"] if set(s["exercises"]) == {ex.id for ex in ref.exercises}}
+    except (ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--resume: cannot read {json_path} ({type(e).__name__}: {e}); "
+                         "give another --out or drop --resume.") from e
 
 
 def format_table(ref: Reference, grades: list[Grade], seconds: float) -> str:
@@ -58,8 +99,10 @@ def format_table(ref: Reference, grades: list[Grade], seconds: float) -> str:
         cells = [f"{g.outcomes[ex.id].points:g}/{ex.points:g}".rjust(len(n)) for ex, n in zip(ref.exercises, names)]
         lines.append(f"{g.student:<{width}}  " + "  ".join(cells) + f"  {g.total:g}/{ref.max_points:g}")
     lost = [f"  {g.student} · {i}: {o.reason}" for g in grades for i, o in g.outcomes.items() if o.reason]
+    flagged = [f"  {g.student}: {g.review}" for g in grades if g.review]
     notes = [f"  {g.student}: {g.note}" for g in grades if g.note]
-    lines += ["", "lost exercises:", *(lost or ["  none"])] + (["", "notes:", *notes] if notes else [])
+    lines += ["", "lost exercises (and notes on kept ones):", *(lost or ["  none"])]
+    lines += (["", "notes:", *notes] if notes else []) + (["", "to review by hand:", *flagged] if flagged else [])
     lines += ["", f"{'exercise':<28} {'mean':>6} {'of':>4} {'failed':>7}"]
     for ex_id, s in summarise(ref, grades).items():
         lines.append(f"{ex_id:<28} {s['mean']:6.2f} {s['points']:4g} {s['failure_rate']:7.0%}")
@@ -85,6 +128,18 @@ def expand(args: list[str]) -> list[Path]:
     return out
 
 
+def sandbox_status(opts: GradeOptions, require: bool) -> str:
+    """"bwrap" or "none: why"; warns on stderr without one, or refuses with --require-sandbox."""
+    bwrap, why = find_bwrap() if opts.sandbox else (None, "--no-sandbox was given")
+    if bwrap:
+        return "bwrap"
+    if require:
+        raise SystemExit(f"--require-sandbox: no sandbox, so nothing was graded: {why}.")
+    print(f"WARNING: grading WITHOUT a sandbox ({why}): {UNSANDBOXED_RISK}. "
+          "Pass --require-sandbox to refuse instead.", file=sys.stderr)
+    return f"none: {why}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.grading", description=GRADING_DOC,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,14 +153,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=d.profile, help="COURSE_PROFILE for the notebooks (default %(default)s)")
     p.add_argument("--jobs", type=int, default=d.jobs, help="submissions graded at once (default %(default)d)")
     p.add_argument("--keep-temp", action="store_true", help="keep each run's folder and pytest log for debugging")
+    p.add_argument("--resume", action="store_true", help="keep the students already in OUT.json; grade the rest")
+    p.add_argument("--require-sandbox", action="store_true", help="refuse to grade if bwrap cannot sandbox the kernels")
+    p.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code, timing runs)")
     a = p.parse_args(argv)
     ref = load_reference(find_reference(a.lab))
     paths = expand(a.submissions)
-    opts = GradeOptions(a.cell_timeout, a.submission_timeout, a.profile, max(a.jobs, 1), a.keep_temp)
-    start = time.monotonic()
-    grades = grade_batch(ref, paths, opts)
+    csv_path, json_path = report_paths(a.out)
+    hide = (*dict.fromkeys(q.parent for q in paths), csv_path.parent, csv_path, json_path)  # out of the kernel's view
+    opts = GradeOptions(a.cell_timeout, a.submission_timeout, a.profile, max(a.jobs, 1), a.keep_temp,
+                        sandbox=not a.no_sandbox, hide=hide)
+    sandbox = sandbox_status(opts, a.require_sandbox)
+    done = read_done(ref, a.out) if a.resume else {}
+    grades: list[Grade | None] = [done.get(str(q)) for q in paths]
+    todo = [q for q, g in zip(paths, grades) if g is None]
+    if done:
+        print(f"--resume: {len(paths) - len(todo)} of {len(paths)} already graded in {report_paths(a.out)[1]}")
+    lock, start = threading.Lock(), time.monotonic()
+    write_reports(ref, [g for g in grades if g is not None], a.out, 0.0, sandbox, False)  # exists before any kernel
+
+    def finished(k: int, grade: Grade) -> None:
+        with lock:
+            grades[paths.index(todo[k])] = grade
+            write_reports(ref, [g for g in grades if g is not None], a.out, time.monotonic() - start, sandbox, False)
+
+    grade_batch(ref, todo, opts, done=finished)
     seconds = time.monotonic() - start
-    csv_path, json_path = write_reports(ref, grades, a.out, seconds)
-    print(format_table(ref, grades, seconds))
+    final = [g for g in grades if g is not None]
+    csv_path, json_path = write_reports(ref, final, a.out, seconds, sandbox)
+    print(format_table(ref, final, seconds))
     print(f"wrote {csv_path} and {json_path}")
     return 0

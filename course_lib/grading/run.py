@@ -1,6 +1,7 @@
-"""Running one graded notebook: pytest --nbval-lax with the plugin, in a fresh kernel."""
+"""Running one graded notebook: pytest --nbval-lax with the plugin, the kernel in its own sandbox."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -9,17 +10,19 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from ..exercises import GRADE_DIR_VAR
 from .reference import Cell, write_notebook
+from .sandbox import HOME, RECORDS, WORK, bwrap_prefix, find_bwrap
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                 "COURSE_DATA", "COURSE_SYSTEM_DATA")
+STARTUP = Path(__file__).with_name("kernel_start.py")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,14 @@ class GradeOptions:
     profile: str = "smoke"  # COURSE_PROFILE in the kernel; checks do not depend on it, context cells do
     jobs: int = 1  # submissions graded at once
     keep_temp: bool = False  # keep each run's folder (graded notebook, pytest log) for debugging
+    sandbox: bool = True  # run each kernel in bwrap when it works here (see sandbox.py)
+    hide: tuple[Path, ...] = field(default=())  # more to cover in the sandbox: submissions, reports
 
 
 @dataclass
 class Run:
     results: list[dict | None]  # one per cell: the plugin's record, None if the cell never ran
-    records: Path  # what each check() recorded, copied out right after its check cell
+    records: dict[str, bytes]  # what each check() recorded, read by pytest right after its check cell
     timed_out: bool  # the submission's time ran out and the run was killed
 
 
@@ -54,7 +59,11 @@ _LIVE_LOCK = threading.Lock()
 
 
 def end_run(proc: subprocess.Popen, marker: str) -> None:
-    """Kill pytest, the kernel and anything they started (found by parentage and by the run marker)."""
+    """Kill pytest, the kernel and anything they started (found by parentage and by the run marker).
+
+    In the sandbox, killing the kernel's bwrap ends its PID namespace and so every process in it;
+    the search by marker is for runs without one.
+    """
     victims = []
     try:
         victims += psutil.Process(proc.pid).children(recursive=True)
@@ -77,46 +86,100 @@ def end_run(proc: subprocess.Popen, marker: str) -> None:
     psutil.wait_procs(victims, timeout=5)
 
 
-def run_env(root: Path, records: Path, marker: str, profile: str) -> dict[str, str]:
-    """A small environment: scratch HOME and Jupyter folders, nothing else of the grader's."""
-    home = root / "home"
+def kernel_env(profile: str, home: str, tmp: str, records: str, marker: str) -> dict[str, str]:
+    """The kernel's whole environment: scratch HOME and Jupyter folders, nothing else of the grader's."""
     env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
     env.update({
-        "HOME": str(home), "IPYTHONDIR": str(home / ".ipython"), "MPLCONFIGDIR": str(home / ".mpl"),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"), "JUPYTER_DATA_DIR": str(home / ".jupyter-data"),
-        "JUPYTER_RUNTIME_DIR": str(home / ".jupyter-runtime"), "JUPYTER_PLATFORM_DIRS": "1",
-        "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
-        "TMPDIR": str(root / "tmp"), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "HOME": home, "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.mpl",
+        "JUPYTER_CONFIG_DIR": f"{home}/.jupyter", "JUPYTER_DATA_DIR": f"{home}/.jupyter-data",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter-runtime", "JUPYTER_PLATFORM_DIRS": "1",
+        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
+        "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1", "COURSE_PROFILE": profile,
-        GRADE_DIR_VAR: str(records), RUN_MARKER_VAR: marker,
+        GRADE_DIR_VAR: records, RUN_MARKER_VAR: marker,
     })
-    for d in (home, root / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
     return env
+
+
+def run_env(root: Path, records: Path, marker: str, profile: str) -> dict[str, str]:
+    """pytest's environment (and the kernel's, without a sandbox): scratch folders under root."""
+    home, tmp = root / "home", root / "tmp"
+    for d in (home, tmp):
+        d.mkdir(parents=True, exist_ok=True)
+    return kernel_env(profile, str(home), str(tmp), str(records), marker)
+
+
+def sandbox_or_none(opts: GradeOptions) -> str | None:
+    """The bwrap to run kernels in, or None when opts.sandbox is off or bwrap does not work here."""
+    return find_bwrap()[0] if opts.sandbox else None
+
+
+def read_pipe(fd: int, lines: list[bytes]) -> threading.Thread:
+    """Collect what the plugin writes on fd (its pytest holds the only other end) in a thread."""
+    def drain() -> None:
+        with os.fdopen(fd, "rb") as f:
+            lines.extend(f)
+    t = threading.Thread(target=drain, daemon=True, name="course-grade-pipe")
+    t.start()
+    return t
+
+
+def parse_results(lines: list[bytes], cells: list[Cell]) -> tuple[list[dict | None], dict[str, bytes]]:
+    """The plugin's lines: one result per cell (the first wins) and the record of each check cell."""
+    results: list[dict | None] = [None] * len(cells)
+    records: dict[str, bytes] = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            k = rec["cell"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(k, int) or not 0 <= k < len(cells) or results[k] is not None:
+            continue
+        data = rec.pop("record", None)
+        results[k] = rec
+        if isinstance(data, str) and cells[k].role == "check" and cells[k].exercise:
+            try:
+                records[cells[k].exercise] = base64.b64decode(data, validate=True)
+            except ValueError:
+                pass
+    return results, records
 
 
 def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[Run, Path]:
     """Run the cells under pytest --nbval-lax in a fresh kernel; the caller removes the returned folder."""
     root = Path(tempfile.mkdtemp(prefix="course-grade-"))
-    work, grader = root / "work", root / "grader"  # the kernel's cwd; what only the grader reads
-    records = root / f"records-{secrets.token_hex(8)}"  # the kernel writes here; the plugin copies to the vault
-    vault = grader / "records"
-    for d in (work, grader, records, vault):
+    work, grader, ipc = root / "work", root / "grader", root / "ipc"  # pytest's cwd; only the grader's; sockets
+    records = root / f"records-{secrets.token_hex(8)}"  # the kernel writes here; the plugin reads right after a check
+    for d in (work, grader, ipc, records):
         d.mkdir()
-    notebook, log = work / "submission.ipynb", grader / "cells.jsonl"
+    notebook = grader / "submission.ipynb"
     write_notebook(cells, notebook)
     (grader / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    marker = secrets.token_hex(16)
+    marker, bwrap = secrets.token_hex(16), sandbox_or_none(opts)
+    spec: dict = {"startup": str(STARTUP)}
+    if bwrap:
+        env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide])}
+    (grader / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-c", PYTEST_WITH_PLUGIN, str(Path(__file__).with_name("plugin.py")),
-           str(notebook), "-c", str(grader / "pytest.ini"), "--rootdir", str(work),
+           str(notebook), "-c", str(grader / "pytest.ini"), "--rootdir", str(grader),
            "-p", "nbval.plugin", "-p", "no:cacheprovider", "-q",
            "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={opts.cell_timeout:g}",
-           "--course-grade-log", str(log), f"--course-grade-hard-limit={opts.cell_timeout + 10:g}",
-           "--course-grade-records", str(records), "--course-grade-vault", str(vault)]
-    timed_out = False
+           f"--course-grade-fd={write_fd}", f"--course-grade-hard-limit={opts.cell_timeout + 10:g}",
+           "--course-grade-records", str(records), "--course-grade-kernel", str(grader / "kernel.json"),
+           f"--course-grade-parent={os.getpid()}"]
+    timed_out, lines = False, []
     with open(grader / "pytest.log", "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=work, env=run_env(root, records, marker, opts.profile), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc = subprocess.Popen(cmd, cwd=work, env=run_env(root, records, marker, opts.profile),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)  # pytest holds the only write end now: the reader ends when it does
+        reader = read_pipe(read_fd, lines)
         with _LIVE_LOCK:
             _LIVE.add(proc)
         try:
@@ -127,13 +190,6 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
             end_run(proc, marker)  # also ends anything the student left running
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
-    results: list[dict | None] = [None] * len(cells)
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []:
-        try:
-            rec = json.loads(line)
-            k = rec["cell"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(k, int) and 0 <= k < len(cells) and results[k] is None:
-            results[k] = rec
-    return Run(results, vault, timed_out), root
+        reader.join(timeout=10)
+    results, records_read = parse_results(lines, cells)
+    return Run(results, records_read, timed_out), root

@@ -1,0 +1,98 @@
+"""Flag submissions for review: code that reaches for the reference or the checker.
+
+A kernel can always forge what check() records (it runs the student's code), so these are not
+zeroed, only flagged with the reason for a person to look at: imports or uses of the reference
+implementations (course_lib.labs), of course_lib.exercises beyond check(), of the grader, of
+$COURSE_GRADE_DIR or solutions/, and monkeypatching of course_lib. The setup cell's honest
+`from course_lib import setup, check` and `from course_lib.models... import ...` are not flagged.
+The scan runs in the grader's process on the cells that are run; nothing of the student's runs.
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+from .reference import Cell
+
+FORBIDDEN = {"course_lib.labs": "imports the reference implementations (course_lib.labs)",
+             "course_lib.grading": "uses the grader (course_lib.grading)",
+             "course_lib.exercises": "uses course_lib.exercises beyond check()"}
+ALLOWED = {"course_lib.exercises.check"}
+STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercises": FORBIDDEN["course_lib.exercises"],
+           "COURSE_GRADE": "reads or changes $COURSE_GRADE_DIR", "solutions/": "reads solutions/",
+           "/solutions": "reads solutions/"}
+PATCHERS = ("setattr", "delattr")
+
+
+def _python(source: str) -> str:
+    """The cell as plain Python (magics and shell escapes turned into calls), as IPython runs it."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+class _Scan(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}  # local name -> the course_lib path it is bound to
+        self.found: list[str] = []
+
+    def flag(self, path: str, patched: bool = False) -> None:
+        if patched and path.startswith("course_lib"):
+            self.found.append(f"monkeypatches {path}")
+        elif path not in ALLOWED:
+            self.found += [why for prefix, why in FORBIDDEN.items() if path == prefix or path.startswith(prefix + ".")]
+        if path.startswith("course_lib") and path.endswith(".__file__"):
+            self.found.append("reads the course's files through course_lib.__file__")
+
+    def dotted(self, node: ast.AST) -> str | None:
+        """course_lib.x.y for an expression such as `ex.y` where ex is bound to course_lib.x."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.dotted(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for a in node.names:
+            if a.name.startswith("course_lib"):
+                self.flag(a.name)
+                self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level == 0 and module.startswith("course_lib"):
+            for a in node.names:
+                self.flag(f"{module}.{a.name}")
+                self.aliases[a.asname or a.name] = f"{module}.{a.name}"
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        path = self.dotted(node)
+        if path:
+            self.flag(path, patched=isinstance(node.ctx, (ast.Store, ast.Del)))
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name in PATCHERS and node.args and (self.dotted(node.args[0]) or "").startswith("course_lib"):
+            self.found.append(f"monkeypatches {self.dotted(node.args[0])} with {name}()")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            self.found += [why for s, why in STRINGS.items() if s in node.value]
+
+
+def review(cells: list[Cell]) -> str:
+    """Reasons to look at this submission by hand ("" if none), with the cell numbers."""
+    scan, notes = _Scan(), []
+    for k, cell in enumerate(cells):
+        if cell.role == "check":  # the grader's own check cells
+            continue
+        before = len(scan.found)
+        try:
+            scan.visit(ast.parse(_python(cell.source)))
+        except (SyntaxError, ValueError):  # cannot be parsed: look for the words
+            scan.found += [why for s, why in {**STRINGS, **FORBIDDEN}.items() if re.search(re.escape(s), cell.source)]
+        notes += [f"cell {k}: {why}" for why in dict.fromkeys(scan.found[before:])]
+    return "; ".join(dict.fromkeys(notes))
