@@ -86,7 +86,7 @@ class TwoPlayer(nn.Module):
         self.g = nn.Parameter(torch.ones(2))
 
 
-def two_phase(k=3, log_every=2, **cfg):
+def two_phase(k=3, log_every=2, **options):
     model = TwoPlayer()
     calls = {"d": [], "g": []}
     holder = {}
@@ -102,7 +102,7 @@ def two_phase(k=3, log_every=2, **cfg):
     opt_d, opt_g = torch.optim.SGD([model.d], lr=0.01), torch.optim.SGD([model.g], lr=0.01)
     steps = {"d": count_steps(opt_d), "g": count_steps(opt_g)}
     trainer = Trainer(model, [Phase("d_loss", d_loss, opt_d), Phase("g_loss", g_loss, opt_g, every=k)],
-                      TrainConfig(log_every=log_every, **CFG, **cfg))
+                      TrainConfig(log_every=log_every, **CFG, **options))
     holder["t"] = trainer
     return trainer, calls, steps
 
@@ -304,10 +304,10 @@ def test_diverging_training_stops_with_finite_weights():
 
 
 # -- checkpoints --------------------------------------------------------------------------------
-def adam_trainer(path=None, seed=0, **cfg):
+def adam_trainer(path=None, seed=0, **options):
     model = linear(seed)
     return Trainer(model, mse_phase(model, lr=0.05, opt=torch.optim.Adam),
-                   TrainConfig(log_every=4, checkpoint=path, **CFG, **cfg))
+                   TrainConfig(log_every=4, checkpoint=path, **CFG, **options))
 
 
 def test_save_and_resume_gives_the_same_run(tmp_path):
