@@ -210,6 +210,8 @@ def execute(paths: list[Path], profile: str = "cpu", timeout: int = 900, kernel:
                 os.environ[PROFILE_VAR] = env_before
         seconds = time.perf_counter() - t0
         if path.resolve().parent.name == "lectures":
+            from .widgets import add_static_fallbacks  # nbclient saved the widget state; unrun readers get its picture/text
+            add_static_fallbacks(nb)
             _write_text(path, dumps(nb))
         key = path.resolve().relative_to(REPO_ROOT).as_posix() if path.resolve().is_relative_to(REPO_ROOT) else str(path)
         record.setdefault(key, {})[profile] = {"seconds": round(seconds, 1), "device": device,

@@ -68,3 +68,33 @@ def test_errors_are_shown_not_raised(monkeypatch):
     monkeypatch.undo()
     e.controls["p.mu1"].value = 0.0
     assert e.error is None
+
+
+def test_static_bundle_of_saved_state_shows_final_figure_and_numbers():
+    import base64
+
+    import ipywidgets as W
+    import ipywidgets.embed
+    import nbformat
+
+    from course_lib.widgets import WIDGET_STATE, WIDGET_VIEW, add_static_fallbacks, static_bundle
+
+    e = DivergenceExplorer()
+    e.controls["q.mu1"].value = 1.5
+    bar = W.HBox([W.HTML("train: 100%"), W.FloatProgress(value=279, max=279), W.HTML(" 279/279 [00:03&lt;00:00]")])
+    state = ipywidgets.embed.dependency_state([e.widget, bar])  # the format nbclient saves in the notebook
+    bundle = static_bundle(state, e.widget.model_id)
+    assert base64.b64decode(bundle["image/png"]) == e.image.value  # the figure of the final state
+    assert "VBox(" not in bundle["text/plain"] and f"{e.values['JSD']:.4f}" in bundle["text/plain"]
+    assert "mean 1: 1.5" in bundle["text/plain"] and "q: Gaussian" in bundle["text/plain"]
+    assert static_bundle(state, bar.model_id) == {"text/plain": "train: 100%|██████████| 279/279 [00:03<00:00]"}
+
+    stale = {"text/plain": "train:   0%|          | 0/279"}
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {WIDGET_STATE: {"state": state}}})
+    nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "display_data", data={**stale, WIDGET_VIEW: {"model_id": m, "version_major": 2, "version_minor": 0}})])
+        for m in (bar.model_id, e.widget.model_id, "not-saved")]
+    assert add_static_fallbacks(nb) == 2
+    texts = [c.outputs[0].data["text/plain"] for c in nb.cells]
+    assert texts[0].startswith("train: 100%|") and "image/png" in nb.cells[1].outputs[0].data
+    assert texts[2] == stale["text/plain"]  # no saved state: left as it was
