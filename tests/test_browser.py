@@ -1,0 +1,371 @@
+"""Every lecture's explorers, used as a student uses them: JupyterLab in a real browser.
+
+For each lecture that builds an `Explorer`, on a copy of the committed notebook:
+  1. unrun: open it as committed; no `VBox(children=...)`, no stale `0%|` bar, no widget error;
+  2. Run All, wait for every cell and the kernel to finish;
+  3. operate every control of every explorer (slider handle by keyboard, slider text box,
+     dropdown, button) and check that the figure and the numbers changed and agree with the
+     kernel's own state (the PNG bytes and the values, read from the kernel directly);
+  4. save, shut the kernel down, reopen: the saved widget state is shown, not an error.
+Any console error fails the test. On failure, screenshots go to browser-failures/<lecture>/.
+
+Needs Debian's `chromium` (apt-get install chromium) and Playwright (dev extras); no browser is
+downloaded. Without chromium the test skips, except under CI=true where it fails.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from test_jupyterlab import free_port, lab_command, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FAILURES = ROOT / "browser-failures"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Settings a student would not need; each keeps the test fast, offline and off the committed files.
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},  # only the explicit save writes
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},  # every cell in the DOM
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+WIDGET_ERROR = "Error displaying widget"
+EXPLORER = re.compile(r"^(\w+)\s*=\s*(\w*Explorer)\(", re.M)
+
+
+def explorers_of(path: Path) -> dict[str, int]:
+    """explorer variable -> index of the cell that displays `<var>.widget`, for one lecture."""
+    cells = nbformat.read(path, as_version=4).cells
+    names = {m.group(1) for c in cells if c.cell_type == "code" for m in EXPLORER.finditer(c.source)}
+    shown = {}
+    for i, c in enumerate(cells):
+        last = c.source.strip().splitlines()[-1] if c.cell_type == "code" and c.source.strip() else ""
+        for name in names:
+            if last in (f"{name}.widget", f"display({name}.widget)"):
+                shown[name] = i
+    assert set(shown) == names, f"{path.name}: explorers {sorted(names - set(shown))} are built but never displayed"
+    return shown
+
+
+LECTURES = [p for p in sorted((ROOT / "lectures").glob("*.ipynb")) if explorers_of(p)]
+
+
+def need_browser():
+    """Playwright's sync API, or a skip (a failure under CI=true) saying what is missing."""
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "Playwright is not installed: pip install -e '.[dev]'"
+    if not missing and not os.access(CHROMIUM, os.X_OK):
+        missing = f"no chromium at {CHROMIUM}: install it with `apt-get install chromium` (Debian/Ubuntu)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test cannot run under CI: {missing}")
+        pytest.skip(missing)
+    return sync_playwright
+
+
+class Lab:
+    """A JupyterLab server started as `make lab` starts it, on a scratch copy of the lectures."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.port, self.token = tmp, free_port(), secrets.token_hex(16)
+        settings = tmp / "lab-settings"
+        for plugin, values in LAB_SETTINGS.items():
+            f = settings / f"{plugin}.jupyterlab-settings"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(values))
+        args = ["--no-browser", f"--port={self.port}", f"--IdentityProvider.token={self.token}",
+                f"--ServerApp.root_dir={tmp / 'root'}", "--ServerApp.port_retries=0"]
+        cmd = lab_command(args)
+        env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA", "COURSE_SYSTEM_DATA")}
+        env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_DATA_DIR=str(tmp / "data"),  # own trust db
+                   JUPYTER_CONFIG_DIR=str(tmp / "config"), IPYTHONDIR=str(tmp / "ipython"),
+                   JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+                   COURSE_PROFILE=os.environ.get("COURSE_PROFILE") or "smoke")
+        if cmd[0] != "make":  # the Makefile adds the course's lab config itself
+            env["JUPYTER_CONFIG_PATH"] = str(ROOT / "jupyter-config")
+        self.log_path = tmp / "lab.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 120
+        while self.api("status", check=False) is None:
+            assert time.monotonic() < deadline and self.proc.poll() is None, \
+                f"JupyterLab did not start; its log:\n{self.log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+
+    def api(self, path: str, method: str = "GET", check: bool = True):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/{path}", method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body = r.read()
+                return json.loads(body) if body else {}
+        except OSError:
+            if check:
+                raise
+            return None
+
+    def url(self, rel: str) -> str:
+        return f"http://127.0.0.1:{self.port}/lab/tree/{rel}?token={self.token}&reset"
+
+    def kernel(self, rel: str):
+        """A client on the kernel of the notebook `rel` (the same kernel the browser talks to)."""
+        from jupyter_client import BlockingKernelClient
+
+        (session,) = [s for s in self.api("sessions") if s["path"] == rel]
+        kc = BlockingKernelClient(connection_file=str(self.tmp / "runtime" / f"kernel-{session['kernel']['id']}.json"))
+        kc.load_connection_file()
+        kc.start_channels()
+        return kc
+
+    def close(self):
+        stop(self.proc)
+        self.log.close()
+
+
+def kernel_eval(kc, expr: str):
+    """Evaluate a JSON-able expression in the kernel without adding a cell or an output."""
+    reply = kc.execute("", silent=True, user_expressions={"x": f"__import__('json').dumps({expr})"},
+                       reply=True, timeout=30)
+    x = reply["content"]["user_expressions"]["x"]
+    assert x["status"] == "ok", f"kernel could not evaluate {expr!r}: {x.get('ename')}: {x.get('evalue')}"
+    return json.loads(ast.literal_eval(x["data"]["text/plain"]))
+
+
+def kernel_state(kc, var: str) -> dict:
+    """What the kernel's explorer holds now: its controls, numbers, error and picture."""
+    return kernel_eval(kc, f"dict(values={var}.values, error=repr({var}.error) if {var}.error else None, "
+                           f"png=__import__('hashlib').sha256({var}.image.value).hexdigest(), "
+                           f"controls={{k: [type(w).__name__, w.value, w.disabled, getattr(w, 'step', None), "
+                           f"list(getattr(w, 'options', []))] for k, w in {var}.controls.items()}})")
+
+
+PNG_SHA = """async (img) => {
+  const buf = await (await fetch(img.src)).arrayBuffer();
+  const hash = await crypto.subtle.digest('SHA-256', buf);
+  return Array.from(new Uint8Array(hash)).map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+class Page:
+    def __init__(self, context, lab: Lab):
+        self.page, self.lab, self.errors = context.new_page(), lab, []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def open(self, rel: str):
+        self.page.goto(self.lab.url(rel))
+        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        # the kernel is up and the widget manager has restored what it could
+        deadline = time.monotonic() + 60
+        while not any(s["path"] == rel and s["kernel"]["execution_state"] == "idle" for s in self.lab.api("sessions")):
+            assert time.monotonic() < deadline, f"the kernel of {rel} never became idle"
+            time.sleep(0.5)
+        self.page.wait_for_timeout(2000)
+
+    def text(self) -> str:
+        return self.page.inner_text(".jp-Notebook")
+
+    def cell(self, index: int):
+        return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+    def run_all(self, timeout_s: float = 600):
+        self.page.click("li.lm-MenuBar-item:has-text('Run')")
+        self.page.click("li.lm-Menu-item[data-command='runmenu:run-all']")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            prompts = self.page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+            if "Traceback (most recent call last)" in self.text() or "Traceback" in "".join(
+                    self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()):
+                raise AssertionError("a cell raised during Run All:\n" + self.text()[-3000:])
+            done = prompts and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts)
+            if done and all(s["kernel"]["execution_state"] == "idle" for s in self.lab.api("sessions")):
+                return
+            assert time.monotonic() < deadline, f"Run All did not finish in {timeout_s} s; prompts: {prompts}"
+            time.sleep(1)
+
+    def save(self, path: Path):
+        before = path.stat().st_mtime_ns
+        self.page.click("li.lm-MenuBar-item:has-text('File')")
+        self.page.click("li.lm-Menu-item[data-command='docmanager:save']")
+        deadline = time.monotonic() + 30
+        while path.stat().st_mtime_ns == before:
+            assert time.monotonic() < deadline, "File > Save did not write the notebook"
+            time.sleep(0.2)
+        time.sleep(0.5)
+
+
+def check_readable(page: Page, explorers: dict[str, int], when: str):
+    """No raw widget repr, no stale bar, no widget error; each explorer shows a picture."""
+    text = page.text()
+    assert WIDGET_ERROR not in text, f"{when}: the notebook shows {WIDGET_ERROR!r}"
+    assert "VBox(children" not in text and "HBox(children" not in text, f"{when}: a widget shows as its Python repr"
+    assert not re.search(r"\b0%\|", text), f"{when}: a progress bar is shown at 0% next to finished results"
+    for var, index in explorers.items():
+        assert page.cell(index).locator(".jp-OutputArea-output img").count() >= 1, \
+            f"{when}: the explorer `{var}` (cell {index}) shows no picture"
+
+
+def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
+    """Use every kind of control of one explorer; return the latency (s) of each change, by kind."""
+    box = page.cell(index).locator(".jp-OutputArea-output").first
+    img = box.locator("img.widget-image").first
+    sliders = box.locator(".widget-slider")
+    dropdowns = box.locator(".widget-dropdown select")
+    buttons = box.locator("button.widget-button")
+    latencies: dict[str, list[float]] = {}
+
+    def png() -> str:
+        return img.evaluate(PNG_SHA)
+
+    def agree(what: str, expect=None) -> dict:
+        """Wait until the page shows the kernel's picture and numbers (and `expect` holds); return the state."""
+        deadline = time.monotonic() + 15
+        while True:
+            state = kernel_state(kc, var)
+            shown = box.inner_text()
+            ok = (state["png"] == png() and all(f"{v:.4f}" in shown for v in state["values"].values())
+                  and state["error"] is None and (expect is None or expect(state)))
+            if ok:
+                return state
+            assert time.monotonic() < deadline, (
+                f"{var}: after {what}, the page and the kernel disagree: kernel error {state['error']}, "
+                f"values {state['values']}, picture {'same' if state['png'] == png() else 'different'}; "
+                f"page shows:\n{shown[-800:]}")
+            time.sleep(0.2)
+
+    def change(kind: str, what: str, action, expect):
+        old_src, old = img.get_attribute("src"), agree(f"before {what}")
+        t0 = time.perf_counter()
+        action()
+        page.page.wait_for_function("([el, src]) => el.src !== src", arg=[img.element_handle(), old_src], timeout=15_000)
+        latencies.setdefault(kind, []).append(time.perf_counter() - t0)
+        new = agree(what, expect)
+        assert new["png"] != old["png"] and new["values"] != old["values"], f"{var}: {what} changed neither figure nor numbers"
+        return new
+
+    state = agree("Run All")
+    names = list(state["controls"])
+    kinds = {k: v[0] for k, v in state["controls"].items()}
+    # dropdowns first: a mixture enables the sliders a Gaussian leaves disabled
+    for i, name in enumerate([n for n in names if kinds[n] == "Dropdown"]):
+        options, value = state["controls"][name][4], state["controls"][name][1]
+        target = next(o for o in options if o != value)
+        state = change("dropdown", f"choosing {target!r} in {name}", lambda: dropdowns.nth(i).select_option(target),
+                       lambda s, n=name, t=target: s["controls"][n][1] == t)
+    slider_names = [n for n in names if kinds[n] in ("FloatSlider", "IntSlider")]
+    assert sliders.count() == len(slider_names), f"{var}: {sliders.count()} sliders on the page, {len(slider_names)} in the kernel"
+    for i, name in enumerate(slider_names):
+        _, value, disabled, step, _ = state["controls"][name]
+        if disabled:
+            continue
+        key = "ArrowLeft" if value + step > kernel_eval(kc, f"{var}.controls[{name!r}].max") + 1e-9 else "ArrowRight"
+        target = value + (step if key == "ArrowRight" else -step)
+        handle = sliders.nth(i).locator(".noUi-handle")
+        state = change("slider (keyboard)", f"{key} on {name}", lambda h=handle, k=key: (h.focus(), h.press(k)),
+                       lambda s, n=name, t=target: abs(s["controls"][n][1] - t) < 1e-9)
+    # the text box beside a slider: type a number, press Enter
+    name = next(n for n in slider_names if not state["controls"][n][2])
+    i = slider_names.index(name)
+    lo, hi = kernel_eval(kc, f"[{var}.controls[{name!r}].min, {var}.controls[{name!r}].max]")
+    target = round(lo + 0.25 * (hi - lo), 2)
+    if abs(target - state["controls"][name][1]) < 1e-9:
+        target = round(lo + 0.75 * (hi - lo), 2)
+    readout = sliders.nth(i).locator(".widget-readout")
+
+    def type_value():
+        readout.click()
+        page.page.keyboard.press("Control+A")
+        page.page.keyboard.type(str(target))
+        page.page.keyboard.press("Enter")
+    step = state["controls"][name][3]
+    change("text box", f"typing {target} into {name}", type_value,
+           lambda s: abs(s["controls"][name][1] - target) <= step / 2 + 1e-9)
+    for i in range(buttons.count()):
+        change("button", f"clicking button {i}", lambda b=buttons.nth(i): b.click(), None)
+    return latencies
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("lecture", LECTURES, ids=[p.stem for p in LECTURES])
+def test_explorers_in_a_real_browser(lecture, tmp_path):
+    sync_playwright = need_browser()
+    explorers = explorers_of(lecture)
+    rel = f"lectures/{lecture.name}"
+    copy = tmp_path / "root" / rel
+    copy.parent.mkdir(parents=True)
+    shutil.copy(lecture, copy)  # the committed lecture is never written
+    shots = FAILURES / lecture.stem
+    lab, pages, phase = Lab(tmp_path), [], "start"
+    try:
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1400, "height": 1000})
+            try:
+                phase = "unrun"
+                page = Page(context, lab)
+                pages.append(page)
+                page.open(rel)
+                check_readable(page, explorers, "opened as committed, before running")
+                phase = "run-all"
+                page.run_all()
+                phase = "operate"
+                kc = lab.kernel(rel)
+                try:
+                    latencies = {var: operate(page, kc, var, index) for var, index in explorers.items()}
+                    final = {var: kernel_state(kc, var) for var in explorers}
+                finally:
+                    kc.stop_channels()
+                assert not page.errors, "console errors while running and operating:\n" + "\n".join(page.errors)
+                phase = "save"
+                page.save(copy)
+                saved = nbformat.read(copy, as_version=4)
+                assert saved.metadata.get("widgets"), "the saved notebook holds no widget state (saveState setting?)"
+                page.page.close()
+                for s in lab.api("sessions"):
+                    lab.api(f"sessions/{s['id']}", method="DELETE")
+                phase = "reopen"
+                page = Page(context, lab)
+                pages.append(page)
+                page.open(rel)
+                check_readable(page, explorers, "reopened after saving")
+                for var, index in explorers.items():
+                    img = page.cell(index).locator("img.widget-image").first
+                    assert img.count() == 1, f"reopened: the explorer `{var}` is not shown as a widget"
+                    assert img.evaluate(PNG_SHA) == final[var]["png"], f"reopened: `{var}` does not show its saved figure"
+                assert not page.errors, "console errors after reopening:\n" + "\n".join(page.errors)
+            except BaseException:
+                shots.mkdir(parents=True, exist_ok=True)
+                for i, p in enumerate(pages):
+                    if not p.page.is_closed():
+                        p.page.screenshot(path=str(shots / f"{phase}-{i}.png"), full_page=True)
+                shutil.copy(lab.log_path, shots / "lab.log")
+                raise
+            finally:
+                context.close()
+    except BaseException as e:
+        if shots.exists():
+            e.add_note(f"phase {phase!r}: screenshots and the server log are in {shots}")
+        raise
+    finally:
+        lab.close()
+    report = {var: {k: f"{1000 * min(v):.0f}-{1000 * max(v):.0f} ms (n={len(v)})" for k, v in lat.items()}
+              for var, lat in latencies.items()}
+    print(f"{lecture.name}: control change -> new figure: {report}")
