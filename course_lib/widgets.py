@@ -14,12 +14,15 @@ from __future__ import annotations
 import html
 import io
 import re
+import sys
+import time
 
 import ipywidgets as W
 import torch
 
 from . import divergences as dv
 from .distributions import Mixture
+from .models.toy_gan import one_thread
 
 __all__ = ["Explorer", "DivergenceExplorer", "static_bundle", "add_static_fallbacks"]
 
@@ -27,32 +30,81 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+CONTINUOUS_BELOW_S = 0.15  # a redraw faster than this follows a dragged slider; slower ones wait for release
+PX_PER_STEP, MIN_TRACK_PX, MAX_TRACK_PX = 3, 200, 400  # slider track: wide enough to hit each step with a mouse
+LABEL_PX, READOUT_PX = 70, 90  # the slider's description and its number box, beside the track
+
+
+def _is_slider(control) -> bool:
+    return isinstance(control, (W.FloatSlider, W.IntSlider, W.FloatLogSlider))
+
+
+def _fit_slider(control) -> None:
+    """Widen a slider so its track has at least PX_PER_STEP pixels per step (up to MAX_TRACK_PX)."""
+    steps = round((control.max - control.min) / control.step) if not isinstance(control, W.FloatLogSlider) else 100
+    track = min(max(PX_PER_STEP * steps, MIN_TRACK_PX), MAX_TRACK_PX)
+    control.style.description_width = f"{LABEL_PX}px"
+    control.layout.width = f"{LABEL_PX + track + READOUT_PX}px"
+
+
 class Explorer:
-    """Base class: subclasses build `self.controls` (name -> widget) and implement `update()`."""
+    """Base class: subclasses build `self.controls` (name -> widget), implement `update()`, lay the
+    widget out with `self.view(...)` and call `self.start()` once everything exists.
+
+    What every explorer gets from here: sliders wide enough to drag step by step, redraws while a
+    slider is dragged when a redraw is fast (`CONTINUOUS_BELOW_S`), and an error from `update()`
+    shown above the figure, whose frame turns red-dashed (stale) until an update works again.
+    """
 
     def __init__(self, controls: dict[str, W.ValueWidget], figsize: tuple[float, float] = (7.0, 3.2), dpi: int = 80) -> None:
         import matplotlib.figure
 
         self.controls = controls
         self.errors = W.Output()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format="png", layout=W.Layout(border=self.FRESH))
         self.error: Exception | None = None  # the last exception raised by update(), None if it worked
+        self.update_seconds: float | None = None  # how long the last successful update took
         self.fig = matplotlib.figure.Figure(figsize=figsize, dpi=dpi)  # not pyplot: no global state, no double display
         for control in controls.values():
+            if _is_slider(control):
+                _fit_slider(control)
             control.observe(self._on_change, names="value")
+
+    FRESH, STALE = "3px solid transparent", "3px dashed #d62728"  # the figure's frame: same size either way
 
     def update(self) -> None:
         raise NotImplementedError
 
+    def view(self, *above: W.Widget) -> W.VBox:
+        """The explorer's widget: `above` (controls, readouts), then the error if one stands, then the figure."""
+        return W.VBox([*above, self.errors, self.image])
+
+    def start(self) -> None:
+        """Draw once, then time two redraws; sliders follow the mouse while dragged if a redraw is fast."""
+        self._on_change()  # the first draw pays one-off costs (fonts, caches): not timed
+        timings = []
+        for _ in range(2):
+            self._on_change()
+            timings.append(self.update_seconds if self.error is None else float("inf"))
+        for control in self.controls.values():
+            if _is_slider(control):
+                control.continuous_update = min(timings) < CONTINUOUS_BELOW_S
+
     def _on_change(self, change=None) -> None:
         self.errors.clear_output()
         try:
-            self.update()
+            t0 = time.perf_counter()
+            with one_thread():  # grid-sized tensors: intra-op threads only wait on each other on a busy CPU
+                self.update()
+            self.update_seconds = time.perf_counter() - t0
             self.error = None
+            self.image.layout.border = self.FRESH
         except Exception as e:  # shown to the student; the widget stays usable
             self.error = e
-            with self.errors:
-                print(f"{type(e).__name__}: {e}")
+            self.image.layout.border = self.STALE
+            with self.errors:  # stderr: JupyterLab shows it on a red background
+                print(f"{type(e).__name__}: {e}\n(the figure below is stale: it shows the last settings that worked)",
+                      file=sys.stderr)
 
     def render(self) -> None:
         """Redraw the figure into the Image widget (in place: the widget's value changes)."""
@@ -62,8 +114,7 @@ class Explorer:
 
 
 def _slider(value: float, lo: float, hi: float, step: float, label: str) -> W.FloatSlider:
-    return W.FloatSlider(value=value, min=lo, max=hi, step=step, description=label, continuous_update=False,
-                         readout_format=".2f", layout=W.Layout(width="260px"))
+    return W.FloatSlider(value=value, min=lo, max=hi, step=step, description=label, readout_format=".2f")
 
 
 class DivergenceExplorer(Explorer):
@@ -93,7 +144,7 @@ class DivergenceExplorer(Explorer):
         super().__init__(controls)
         self.readout = W.HTML()
         columns = [W.VBox([c for k, c in controls.items() if k.startswith(n + ".")]) for n in ("p", "q")]
-        self.widget = W.VBox([W.HBox(columns), self.readout, self.image, self.errors])
+        self.widget = self.view(W.HBox(columns, layout=W.Layout(flex_flow="row wrap")), self.readout)
         ax1 = self.fig.add_subplot(1, 1, 1)
         ax2 = ax1.twinx()
         (self._line_p,) = ax1.plot([], [], label="p")
@@ -104,7 +155,8 @@ class DivergenceExplorer(Explorer):
         ax1.legend(handles=[self._line_p, self._line_q, self._line_d], loc="upper left", fontsize="small")
         self._axes = (ax1, ax2)
         self.values: dict[str, float] = {}
-        self._on_change()
+        self._laid_out = False
+        self.start()
 
     def distribution(self, name: str) -> Mixture:
         """The Mixture that the controls of `name` ('p' or 'q') describe now."""
@@ -134,7 +186,9 @@ class DivergenceExplorer(Explorer):
         ax1.set_xlim(float(x[0]) / 1.5, float(x[-1]) / 1.5)
         ax1.set_ylim(0, 1.05 * float(torch.maximum(p, q).max()))
         ax1.set_title(f"KL(p||q) = {v['KL(p||q)']:.3f}   KL(q||p) = {v['KL(q||p)']:.3f}   JSD = {v['JSD']:.3f}", fontsize=9)
-        self.fig.tight_layout()
+        if not self._laid_out:  # margins once: tight_layout costs as much as the rest of a redraw
+            self.fig.tight_layout()
+            self._laid_out = True
         self.render()
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_lib.widgets import PX_PER_STEP
 from test_jupyterlab import free_port, lab_command, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,6 +280,27 @@ def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
         handle = sliders.nth(i).locator(".noUi-handle")
         state = change("slider (keyboard)", f"{key} on {name}", lambda h=handle, k=key: (h.focus(), h.press(k)),
                        lambda s, n=name, t=target: abs(s["controls"][n][1] - t) < 1e-9)
+    # with the mouse: each step a few pixels wide; a fast explorer redraws while the handle is held
+    for i, name in enumerate(slider_names):
+        lo, hi = kernel_eval(kc, f"[{var}.controls[{name!r}].min, {var}.controls[{name!r}].max]")
+        track = sliders.nth(i).locator(".noUi-target").bounding_box()["width"]
+        steps = round((hi - lo) / state["controls"][name][3])
+        assert track / steps >= min(PX_PER_STEP, 400 / steps) - 0.5, f"{var}.{name}: {track:.0f} px of track for {steps} steps"
+    name = next(n for n in slider_names if not state["controls"][n][2])
+    if kernel_eval(kc, f"{var}.controls[{name!r}].continuous_update"):
+        handle = sliders.nth(slider_names.index(name)).locator(".noUi-handle").bounding_box()
+        x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+        direction = -1 if state["controls"][name][1] > 0.5 * sum(kernel_eval(kc, f"[{var}.controls[{name!r}].min, {var}.controls[{name!r}].max]")) else 1
+
+        def drag():
+            page.page.mouse.move(x, y)
+            page.page.mouse.down()
+            page.page.mouse.move(x + direction * 40, y, steps=4)
+        old_value = state["controls"][name][1]
+        state = change("slider (mouse drag, button held)", f"dragging {name}", drag,
+                       lambda s: s["controls"][name][1] != old_value)  # the new figure came before release
+        page.page.mouse.up()
+        state = agree(f"releasing {name}")
     # the text box beside a slider: type a number, press Enter
     name = next(n for n in slider_names if not state["controls"][n][2])
     i = slider_names.index(name)

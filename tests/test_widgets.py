@@ -6,7 +6,7 @@ import torch
 
 from course_lib import divergences as dv
 from course_lib.distributions import Mixture
-from course_lib.widgets import DivergenceExplorer
+from course_lib.widgets import CONTINUOUS_BELOW_S, LABEL_PX, PX_PER_STEP, READOUT_PX, DivergenceExplorer, Explorer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def test_initial_state_matches_library(explorer):
         assert explorer.values[k] == pytest.approx(v, abs=1e-9)
     assert torch.allclose(explorer.d_star, dv.optimal_discriminator(p.pdf(x), q.pdf(x)), atol=1e-12)
     assert explorer.error is None and explorer.image.value[:4] == b"\x89PNG"
-    assert not any(c.continuous_update for k, c in explorer.controls.items() if not k.endswith("kind"))
+    sliders = [c for k, c in explorer.controls.items() if not k.endswith("kind")]
+    fast = explorer.update_seconds < CONTINUOUS_BELOW_S  # measured when it was built
+    assert all(c.continuous_update == fast for c in sliders)
 
 
 def test_moving_a_slider_updates_values_and_image(explorer):
@@ -55,6 +57,52 @@ def test_far_apart_jsd_saturates_kl_finite():
     e = DivergenceExplorer(p={"kind": "Gaussian", "mu1": -4.0, "sigma1": 0.2}, q={"kind": "Gaussian", "mu1": 4.0, "sigma1": 0.2})
     assert e.values["JSD"] == pytest.approx(math.log(2), abs=1e-9)
     assert math.isfinite(e.values["KL(p||q)"]) and e.values["KL(p||q)"] == pytest.approx(8.0**2 / (2 * 0.04), rel=1e-6)
+
+
+class Tiny(Explorer):
+    """The smallest explorer: one slider; `delay` seconds of work per redraw; raises when asked."""
+
+    def __init__(self, delay: float = 0.0):
+        import ipywidgets as W
+        self.delay = delay
+        super().__init__({"a": W.FloatSlider(value=0.0, min=-4, max=4, step=0.1)}, figsize=(2, 1), dpi=20)
+        self.widget = self.view()
+        self.fig.add_subplot(1, 1, 1)
+        self.start()
+
+    def update(self):
+        import time
+        time.sleep(self.delay)
+        if self.controls["a"].value > 3:
+            raise ValueError("a > 3 is not allowed")
+        self.fig.axes[0].set_title(str(self.controls["a"].value))
+        self.render()
+
+
+def test_sliders_are_wide_enough_to_drag_step_by_step(explorer):
+    for name, c in explorer.controls.items():
+        if name.endswith("kind"):
+            continue
+        steps = round((c.max - c.min) / c.step)
+        track = int(c.layout.width.removesuffix("px")) - LABEL_PX - READOUT_PX
+        assert track >= min(PX_PER_STEP * steps, 400), f"{name}: {track} px of track for {steps} steps"
+
+
+def test_sliders_follow_the_mouse_only_when_a_redraw_is_fast():
+    fast, slow = Tiny(), Tiny(delay=CONTINUOUS_BELOW_S + 0.05)
+    assert fast.update_seconds < CONTINUOUS_BELOW_S and fast.controls["a"].continuous_update
+    assert slow.update_seconds > CONTINUOUS_BELOW_S and not slow.controls["a"].continuous_update
+
+
+def test_error_stands_above_a_figure_marked_stale():
+    e = Tiny()
+    children = list(e.widget.children)
+    assert children.index(e.errors) < children.index(e.image), "the error must show above the figure"
+    good = e.image.value
+    e.controls["a"].value = 3.5  # update raises
+    assert isinstance(e.error, ValueError) and e.image.layout.border == Explorer.STALE and e.image.value == good
+    e.controls["a"].value = 1.0
+    assert e.error is None and e.image.layout.border == Explorer.FRESH and e.image.value != good
 
 
 def test_errors_are_shown_not_raised(monkeypatch):
