@@ -30,7 +30,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # jupyter-config/ holds the course's JupyterLab defaults (widget state saved with the notebook).
 LAB_CONFIG := $(CURDIR)/jupyter-config$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH),)
 lab: data
-	JUPYTER_CONFIG_PATH=$(LAB_CONFIG) $(VENV)/bin/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH=$(LAB_CONFIG) $(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 test: data
 	$(PY) -m course_lib.notebooks labs --check

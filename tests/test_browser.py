@@ -89,7 +89,7 @@ class Lab:
             f = settings / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(values))
-        args = ["--no-browser", f"--port={self.port}", f"--IdentityProvider.token={self.token}",
+        args = ["--no-browser", "--ip=127.0.0.1", f"--port={self.port}", f"--IdentityProvider.token={self.token}",
                 f"--ServerApp.root_dir={tmp / 'root'}", "--ServerApp.port_retries=0"]
         cmd = lab_command(args)
         env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA", "COURSE_SYSTEM_DATA")}
