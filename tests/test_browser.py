@@ -254,7 +254,12 @@ def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
         old_src, old = img.get_attribute("src"), agree(f"before {what}")
         t0 = time.perf_counter()
         action()
-        page.page.wait_for_function("([el, src]) => el.src !== src", arg=[img.element_handle(), old_src], timeout=15_000)
+        try:
+            page.page.wait_for_function("([el, src]) => el.src !== src", arg=[img.element_handle(), old_src], timeout=15_000)
+        except Exception as e:
+            state = kernel_state(kc, var)
+            raise AssertionError(f"{var}: the figure did not change within 15 s of {what} "
+                                 f"(kernel error: {state['error']}; kernel values: {state['values']})") from e
         latencies.setdefault(kind, []).append(time.perf_counter() - t0)
         new = agree(what, expect)
         assert new["png"] != old["png"] and new["values"] != old["values"], f"{var}: {what} changed neither figure nor numbers"
