@@ -9,7 +9,8 @@ and the metric that model family reports). Add `--out FILE` to append the line t
     python -m course_lib.bench --list
 
 Benchmarks are found by walking `course_lib/models/`: a model file lists its own in a
-module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures.
+module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
+(`course_lib/metrics.py`), which every model reports with, list theirs the same way.
 """
 from __future__ import annotations
 
@@ -31,14 +32,19 @@ __all__ = ["find_benchmarks", "run", "main"]
 
 Benchmark = Callable[[Course], dict]
 MODELS_PACKAGE = "course_lib.models"
+METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
 
 
-def find_benchmarks(package: str = MODELS_PACKAGE) -> dict[str, Benchmark]:
-    """name -> benchmark, from the `BENCHMARKS` dict of every module in `package` (imported now)."""
+def find_benchmarks(package: str = MODELS_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
+    """name -> benchmark, from the `BENCHMARKS` dict of every module in `package` (imported now), and of
+    the modules in `also` (default: the metrics module when walking the course's models)."""
     pkg = importlib.import_module(package)
+    if also is None:
+        also = (METRICS_MODULE,) if package == MODELS_PACKAGE else ()
+    modules = [f"{package}.{info.name}" for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)]
     found: dict[str, Benchmark] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package}.{info.name}")
+    for module_name in [*modules, *also]:
+        module = importlib.import_module(module_name)
         for name, fn in getattr(module, "BENCHMARKS", {}).items():
             if name in found:
                 raise ValueError(f"benchmark {name!r} is defined twice: in {found[name].__module__} and {module.__name__}; "
@@ -52,7 +58,8 @@ def describe_benchmarks(benches: dict[str, Benchmark]) -> str:
     lines = []
     for name, fn in sorted(benches.items()):
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        lines.append(f"{name:12s} {fn.__module__.rsplit('.', 1)[-1] + '.py':14s} {summary}")
+        where = fn.__module__.removeprefix("course_lib.").replace(".", "/") + ".py"
+        lines.append(f"{name:12s} {where:22s} {summary}")
     return "\n".join(lines)
 
 

@@ -94,11 +94,12 @@ def test_every_model_file_is_walked_and_listed(capsys):
     for info in pkgutil.iter_modules(models.__path__):
         want.update(getattr(importlib.import_module(f"course_lib.models.{info.name}"), "BENCHMARKS", {}))
     assert {"classifier", "ring-gan"} <= set(want)
+    want.update(importlib.import_module("course_lib.metrics").BENCHMARKS)
     assert bench.find_benchmarks() == want
     assert bench.main(["--list"]) == 0
     listed = capsys.readouterr().out
     for name, fn in want.items():
-        assert name in listed and fn.__module__.rsplit(".", 1)[-1] + ".py" in listed
+        assert name in listed and fn.__module__.removeprefix("course_lib.").replace(".", "/") + ".py" in listed
 
 
 def test_find_benchmarks_in_a_package_of_model_files(tmp_path, monkeypatch):

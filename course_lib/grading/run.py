@@ -15,13 +15,16 @@ from pathlib import Path
 
 import psutil
 
+from ..data import ENV_VAR as DATA_VAR
+from ..data import SYSTEM_DIRS_VAR
 from ..exercises import GRADE_DIR_VAR
+from ..profiles import ENV_VAR as PROFILE_VAR
 from .reference import Cell, write_notebook
 from .sandbox import HOME, RECORDS, WORK, bwrap_prefix, find_bwrap
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "COURSE_DATA", "COURSE_SYSTEM_DATA")
+                DATA_VAR, SYSTEM_DIRS_VAR)
 STARTUP = Path(__file__).with_name("kernel_start.py")
 
 
@@ -95,7 +98,7 @@ def kernel_env(profile: str, home: str, tmp: str, records: str, marker: str) -> 
         "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter-runtime", "JUPYTER_PLATFORM_DIRS": "1",
         "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
         "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1", "COURSE_PROFILE": profile,
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1", PROFILE_VAR: profile,
         GRADE_DIR_VAR: records, RUN_MARKER_VAR: marker,
     })
     return env

@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..notebooks import REPO_ROOT
+from ..data import ENV_VAR as DATA_VAR
+from ..data import SYSTEM_DIRS_VAR
+from ..runtime import REPO_ROOT
 
 HOME, WORK = "/tmp/home", "/tmp/work"  # inside the sandbox, on its private tmpfs
 RECORDS = "/course-grade/records"  # $COURSE_GRADE_DIR inside the sandbox
@@ -69,7 +71,7 @@ def _system_binds() -> list[str]:
 
 def _data_binds(env: dict[str, str]) -> list[str]:
     """The course data folders named in the environment ($COURSE_DATA, $COURSE_SYSTEM_DATA), read-only."""
-    folders = [env.get("COURSE_DATA", "")] + env.get("COURSE_SYSTEM_DATA", "").split(":")
+    folders = [env.get(DATA_VAR, "")] + env.get(SYSTEM_DIRS_VAR, "").split(os.pathsep)
     return [a for f in folders if f for a in ("--ro-bind-try", f, f)]
 
 

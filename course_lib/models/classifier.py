@@ -31,6 +31,17 @@ class ClassifierConfig:
     n_classes: int = 10
     feature_dim: int = 128  # size of the embedding used for Frechet distances
     lr: float = 2e-3
+    depth: int = 1  # convs per stage (three stages: width, 2 width, 4 width channels)
+    norm: str = "group"  # "group" (GroupNorm, 4 groups) or "batch" (BatchNorm)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    shift: int = 0  # augmentation: random translation by up to this many pixels (0: none)
+    flip: bool = False  # augmentation: random horizontal flips (clothes, not digits)
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("group", "batch"):
+            raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}.")
+        if self.depth < 1 or self.shift < 0:
+            raise ValueError(f"depth must be >= 1 and shift >= 0, got depth={self.depth}, shift={self.shift}.")
 
 
 class ConvNet(nn.Module):
@@ -39,10 +50,18 @@ class ConvNet(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         w = config.width
+
+        def conv(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+            norm = nn.GroupNorm(4, c_out) if config.norm == "group" else nn.BatchNorm2d(c_out)
+            return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), norm, nn.SiLU()]
+
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(((config.in_channels, w), (w, 2 * w), (2 * w, 4 * w))):
+            layers += conv(c_in, c_out, stride=1 if i == 0 else 2)  # (B, w, H, W), (B, 2w, H/2, W/2), (B, 4w, H/4, W/4)
+            for _ in range(config.depth - 1):
+                layers += conv(c_out, c_out)  # same shape
         self.body = nn.Sequential(
-            nn.Conv2d(config.in_channels, w, 3, padding=1), nn.GroupNorm(4, w), nn.SiLU(),  # (B, w, H, W)
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * w), nn.SiLU(),  # (B, 2w, H/2, W/2)
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.GroupNorm(4, 4 * w), nn.SiLU(),  # (B, 4w, H/4, W/4)
+            *layers,
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w)
             nn.Linear(4 * w, config.feature_dim), nn.SiLU(),  # (B, feature_dim)
         )
@@ -65,14 +84,39 @@ class Classifier(ProcessModule):
         super().__init__(config or ClassifierConfig(), seed)
         with self.seeded():
             self.net = ConvNet(self.config)
+        self._augment_rng: torch.Generator | None = None  # made on first use, on the model's device
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random shifts by up to `shift` pixels (zero padding) and random horizontal flips, per image."""
+        c = self.config
+        if self._augment_rng is None or self._augment_rng.device != x.device:
+            self._augment_rng = torch.Generator(device=x.device).manual_seed(self.seed + 2)
+        g, (b, _, h, w) = self._augment_rng, x.shape
+        if c.flip:
+            flip = torch.rand(b, 1, 1, 1, generator=g, device=x.device) < 0.5
+            x = torch.where(flip, x.flip(-1), x)
+        if c.shift:
+            s = c.shift
+            padded = F.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s)
+            dy, dx = (torch.randint(0, 2 * s + 1, (b,), generator=g, device=x.device) for _ in range(2))
+            rows = torch.arange(h, device=x.device)[None] + dy[:, None]  # (B, H)
+            cols = torch.arange(w, device=x.device)[None] + dx[:, None]  # (B, W)
+            batch = torch.arange(b, device=x.device)[:, None, None]
+            x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        return x
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch  # (B, C, H, W), (B,)
+        if self.training and (self.config.shift or self.config.flip):
+            x = self.augment(x)
         logits = self.net(x).float()  # (B, n_classes), float32 even under bf16 autocast
         return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(-1) == y).float().mean()}
 
     def phases(self) -> list[Phase]:
-        return [Phase("loss", self.loss, torch.optim.Adam(self.parameters(), lr=self.config.lr))]
+        c = self.config
+        opt = (torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay) if c.weight_decay
+               else torch.optim.Adam(self.parameters(), lr=c.lr))
+        return [Phase("loss", self.loss, opt)]
 
     @torch.no_grad()
     def accuracy(self, data: ImageData, batch_size: int = 1000) -> float:
