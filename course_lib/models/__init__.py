@@ -1,10 +1,12 @@
 """Model families, one file each, all meeting one process contract.
 
     classifier.py   a small conv classifier (lecture 00; the feature network for sample metrics)
-    gan.py          the generic GAN process: losses on logits, R1, k D steps per G step, EMA of G
+    gan.py          the generic GAN process: the loss family, R1 and WGAN-GP penalties, spectral norm,
+                    k D steps per G step, EMA of G
     toy_gan.py      the GAN process with two MLPs, on the 8-Gaussian ring (lecture 01)
+    dcgan.py        the GAN process with DCGAN's conv G and D, 28x28 and 8x8 (lecture 03)
 
-Later lectures add `dcgan.py`, `cgan.py`, `vae.py` and `pixelcnn.py` here.
+Later lectures add `cgan.py`, `vae.py` and `pixelcnn.py` here.
 
 The contract (`Process` in `base.py`, a typing.Protocol) separates the *networks* (plain
 nn.Modules that map tensors to tensors) from the *process* that owns them: its losses, its

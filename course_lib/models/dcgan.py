@@ -1,0 +1,266 @@
+"""DCGAN (Radford, Metz and Chintala 2016): convolutional G and D for 28x28 and 8x8 images (lecture 03).
+
+The paper's guidelines, each visible in the code below:
+  * no pooling: D downsamples with strided convolutions, G upsamples with fractionally-strided
+    (transposed) ones, so both learn their own resampling;
+  * batchnorm in G (every layer but the output) and in D (every layer but the input);
+  * no fully connected hidden layers: G's first layer is a transposed conv on a 1x1 "image" of
+    noise (a matrix product, reshaped), D's last is a conv over the whole final feature map;
+  * ReLU in G with a Tanh output, LeakyReLU(0.2) in D;
+  * weights drawn from N(0, 0.02), Adam with lr 2e-4 and beta1 = 0.5 (GANConfig's defaults).
+
+The process is the generic `GAN` (models/gan.py), so every loss of its family, the gradient
+penalty, spectral norm, k D steps per G step and the EMA of G work here too. G's tanh lives in
+[-1, 1]; `DCGAN` maps data batches with 2x - 1 and returns `sample()` in [0, 1] with (x + 1) / 2,
+ready for `course_lib.metrics.evaluate`.
+
+    gan = DCGAN(dcgan_config(course, "fashion-mnist"), seed=course.seed)
+    run = train_dcgan(course, gan, course.load_data("fashion-mnist"), checkpoint="runs/dcgan.pt")
+    evaluate(gan.sample(2000), "fashion-mnist")
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import ImageData
+from ..runs import load_or_train
+from ..train import TrainConfig, Trainer
+from .base import seeded
+from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
+from .toy_gan import one_thread
+
+__all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "DCGANRun", "train_dcgan",
+           "loss_config", "BENCHMARKS"]
+
+
+@dataclass
+class DCGANConfig(GANConfig):
+    image_size: int = 28  # 28 (Fashion-MNIST, MNIST) or 8 (digits); must be a multiple of 4
+    channels: int = 1
+    width: int = 32  # channels of D's first layer and G's last hidden one; the profile's `width`
+    g_batchnorm: bool = True  # ablation: False drops every batchnorm of G
+    d_norm: str = "batch"  # normalisation in D: "batch" (the paper), "layer" or "none" (for the gradient penalty)
+    d_pool: bool = False  # ablation: downsample in D by max pooling after a stride-1 conv, not a strided conv
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.image_size % 4 or self.image_size < 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two 2x up/downsamplings), got {self.image_size}.")
+        if self.d_norm not in ("batch", "layer", "none"):
+            raise ValueError(f"d_norm must be 'batch', 'layer' or 'none', got {self.d_norm!r}.")
+        if self.d_norm == "batch" and (self.gp > 0 or self.r1 > 0):
+            raise ValueError("a gradient penalty needs each score to depend on its own image only, and batchnorm in D "
+                             "mixes the images of a batch: pass d_norm='layer' (or 'none') with gp or r1.")
+
+
+def _init(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02); norm scales ~ N(1, 0.02), shifts 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (B, z_dim) -> images (B, C, S, S) in [-1, 1]; s = S / 4 (7 for 28x28, 2 for 8x8), w = width."""
+
+    def __init__(self, c: DCGANConfig) -> None:
+        super().__init__()
+        s, w = c.image_size // 4, c.width
+
+        def norm(ch: int) -> nn.Module:
+            return nn.BatchNorm2d(ch) if c.g_batchnorm else nn.Identity()
+
+        bias = not c.g_batchnorm  # a bias before batchnorm is cancelled by its mean subtraction
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (c.z_dim, 1, 1)),  # (B, z_dim, 1, 1): the noise as a 1x1 image
+            nn.ConvTranspose2d(c.z_dim, 4 * w, s, 1, 0, bias=bias), norm(4 * w), nn.ReLU(),  # (B, 4w, s, s)
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=bias), norm(2 * w), nn.ReLU(),  # (B, 2w, 2s, 2s)
+            nn.ConvTranspose2d(2 * w, c.channels, 4, 2, 1), nn.Tanh(),  # (B, C, 4s, 4s) = (B, C, S, S)
+        )
+        self.apply(_init)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        assert z.ndim == 2, f"G takes noise of shape (B, z_dim), got {tuple(z.shape)}"
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """images (B, C, S, S) in [-1, 1] -> scores (B, 1, 1, 1); s = S / 4, w = width. No sigmoid: the loss owns it."""
+
+    def __init__(self, c: DCGANConfig) -> None:
+        super().__init__()
+        s, w = c.image_size // 4, c.width
+
+        def down(c_in: int, c_out: int) -> list[nn.Module]:  # (B, c_in, 2n, 2n) -> (B, c_out, n, n)
+            if c.d_pool:  # the ablation: a fixed max over 2x2 windows instead of a learned stride
+                return [nn.Conv2d(c_in, c_out, 3, 1, 1), nn.MaxPool2d(2)]
+            return [nn.Conv2d(c_in, c_out, 4, 2, 1)]
+
+        def norm(ch: int) -> list[nn.Module]:
+            if c.d_norm == "batch":
+                return [nn.BatchNorm2d(ch)]
+            if c.d_norm == "layer":  # over (ch, n, n) of each image: no mixing across the batch
+                return [nn.GroupNorm(1, ch)]
+            return []
+
+        self.net = nn.Sequential(
+            *down(c.channels, w), nn.LeakyReLU(0.2),  # (B, w, 2s, 2s); no norm on the input layer
+            *down(w, 2 * w), *norm(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, s, s)
+            nn.Conv2d(2 * w, 1, s, 1, 0),  # (B, 1, 1, 1): one score per image, a conv over the whole map
+        )
+        self.apply(_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.ndim == 4, f"D takes images (B, C, H, W), got {tuple(x.shape)}; add .unsqueeze(1) for one channel"
+        return self.net(x)
+
+
+class DCGAN(GAN):
+    """The generic GAN process with DCGAN's G and D; data in [0, 1], G's tanh outputs in [-1, 1].
+
+    d_loss / g_loss replace the config's loss functions (the lab plugs the student's in).
+    """
+
+    config_class = DCGANConfig
+
+    def __init__(self, config: DCGANConfig | None = None, seed: int = 0, d_loss: LossOnLogits | None = None,
+                 g_loss: LossOnLogits | None = None) -> None:
+        c = config or DCGANConfig()
+        with seeded(seed):  # initial weights from `seed`, global RNG untouched
+            generator, discriminator = Generator(c), Discriminator(c)
+        super().__init__(generator, discriminator, c, seed=seed, d_loss=d_loss, g_loss=g_loss)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 - 1  # [0, 1] -> [-1, 1], the range of G's tanh
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 1) / 2  # [-1, 1] -> [0, 1], the range of the data and of `evaluate`
+
+
+def dcgan_config(course, dataset: str = "fashion-mnist", **changes) -> DCGANConfig:
+    """The course's DCGANConfig for a dataset: the image size from the dataset, the width from the profile."""
+    size = 8 if dataset == "digits" else 28
+    return DCGANConfig(**{"image_size": size, "width": course.profile.width, **changes})
+
+
+def loss_config(loss: str, **changes) -> dict:
+    """The settings that go with a loss, for DCGANConfig(**loss_config(...)): WGAN-GP's whole recipe
+    (Gulrajani et al.: 5 critic steps, gp 10, Adam(1e-4, (0, 0.9)), no batchnorm in the critic); the others as is."""
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown GAN loss {loss!r}. Choose one of {sorted(LOSSES)}.")
+    base = {**WGAN_GP, "d_norm": "layer"} if loss == "wgan-gp" else {"loss": loss}
+    return {**base, **changes}
+
+
+# -- training ---------------------------------------------------------------------------------------------
+@dataclass
+class DCGANRun:
+    gan: DCGAN
+    trainer: Trainer
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, images (n, C, S, S) in [0, 1])
+
+    @property
+    def history(self) -> dict:
+        return self.trainer.history
+
+
+def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, epochs: int | None = None,
+                checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
+                train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> DCGANRun:
+    """Train `gan` on `data` in the shared loop; keep a grid of fixed-noise samples `snapshots` times.
+
+    epochs: default the profile's (when steps is not given); batch size: the profile's. With a
+    `checkpoint`, `load_or_train` loads a finished run instead of training (snapshots are then
+    only the final one). `callback(trainer)` also runs at every snapshot, e.g. a LivePlot.
+
+    On a CPU it trains on one thread: on a busy 2-core machine two threads made a digits step
+    7.6 ms -> 836 ms (they wait on each other at every small conv).
+    """
+    if steps is None and epochs is None:
+        epochs = course.profile.epochs
+    gan.to(course.device)
+    fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
+    run = DCGANRun(gan, None)  # type: ignore[arg-type]
+
+    def snapshot(step: int) -> None:
+        if run.snapshots and run.snapshots[-1][0] == step:  # fit's final callback may repeat a step
+            return
+        was_training = gan.training
+        gan.eval()  # batchnorm with its running statistics: a sample does not depend on its batch
+        with torch.no_grad():
+            run.snapshots.append((step, gan.decode(gan.generate(fixed, ema=True)).float().cpu()))
+        gan.train(was_training)
+
+    def hook(trainer: Trainer) -> None:
+        if snapshots:
+            snapshot(trainer.step)
+        if callback is not None:
+            callback(trainer)
+
+    batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
+    total = steps if steps is not None else len(batches) * epochs
+    config = train_config or TrainConfig(log_every=max(1, total // 50))
+    if snapshots:
+        config = dataclasses.replace(config, callback_every=max(1, total // snapshots))
+        snapshot(0)  # the untrained generator (also before loading a finished run: the same seed, the same weights)
+    with one_thread(course.device):
+        if checkpoint is not None:
+            run.trainer = load_or_train(gan, batches, checkpoint, steps=total, train_config=config, callback=hook,
+                                        retrain=retrain)
+        else:
+            run.trainer = Trainer(gan, train_config=config)
+            run.trainer.fit(batches, steps=total, callback=hook)
+    if snapshots and run.trainer.status == "loaded":
+        snapshot(run.trainer.step)
+    gan.eval()
+    return run
+
+
+# -- the bench ----------------------------------------------------------------------------------------------
+FIGURES = ("fd", "fd_floor", "kid", "precision", "recall", "coverage", "inception_score", "memorised")
+
+
+def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturating") -> dict:
+    """DCGAN on Fashion-MNIST: images/s, final losses, FD (and floor, untrained), KID, precision, recall, ..."""
+    from ..metrics import evaluate
+
+    data = course.load_data(dataset, "train")
+    gan = DCGAN(dcgan_config(course, dataset, **loss_config(loss)), seed=course.seed).to(course.device)
+    n = min(course.profile.eval_size, 300 if dataset == "digits" else 10_000)  # digits has 300 test images
+
+    def figures() -> dict:  # the same noise before and after training
+        gan.eval()
+        return evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
+                        profile=course.profile, n=n)
+
+    with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
+        untrained = figures()
+        run = train_dcgan(course, gan, data, snapshots=0, train_config=TrainConfig(log_every=10, progress=False))
+        trained = figures()
+    history, trainer = run.history, run.trainer
+    out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
+           "batch_size": min(course.profile.batch_size, len(data)), "steps": trainer.step,
+           "train_seconds": round(trainer.seconds, 3),
+           "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
+           "d_loss": round(history["d_loss"][-1], 4), "g_loss": round(history["g_loss"][-1], 4)}
+    out.update({k: round(trained[k], 4) for k in FIGURES})
+    out["fd_untrained"] = round(untrained["fd"], 4)
+    out["eval_n"] = trained["n"]
+    return out
+
+
+def bench_dcgan_digits(course) -> dict:
+    """DCGAN on 8x8 digits (seconds on a CPU): the same figures as `dcgan`, on the digits evaluator."""
+    return bench_dcgan(course, "digits")
+
+
+BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits}

@@ -1,0 +1,257 @@
+"""DCGAN (models/dcgan.py) and the GAN loss family (models/gan.py), against hand computations and autograd."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import setup
+from course_lib.models import GenerativeProcess, Process
+from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, loss_config, train_dcgan
+from course_lib.models.gan import GAN, LOSSES, WGAN_GP, GANConfig
+from course_lib.train import TrainConfig, Trainer
+
+QUIET = TrainConfig(log_every=2, progress=False)
+ALL_LOSSES = sorted(LOSSES)
+
+
+def small(loss="non-saturating", size=8, **changes):
+    return DCGANConfig(**loss_config(loss, **{"image_size": size, "width": 4, "z_dim": 8, **changes}))
+
+
+def digits_like(n=32, size=8, seed=0):
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# -- the networks --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [28, 8])
+@pytest.mark.parametrize("changes", [{}, {"g_batchnorm": False, "d_pool": True}, {"d_norm": "layer"}, {"d_norm": "none"}])
+def test_shapes_for_28_and_8(size, changes):
+    c = DCGANConfig(image_size=size, width=4, z_dim=8, **changes)
+    g, d = Generator(c), Discriminator(c)
+    with torch.no_grad():
+        x = g(torch.randn(5, 8))
+    assert x.shape == (5, 1, size, size) and float(x.abs().max()) <= 1.0, "G: (B, z_dim) -> (B, 1, S, S) in [-1, 1]"
+    assert d(x).shape == (5, 1, 1, 1) and d(torch.zeros(3, 1, size, size)).shape == (3, 1, 1, 1)
+
+
+def test_radford_guidelines_hold_in_the_default_networks():
+    c = DCGANConfig(width=4)
+    g, d = Generator(c), Discriminator(c)
+    kinds = lambda net: {type(m) for m in net.modules()}  # noqa: E731
+    assert nn.Linear not in kinds(g) | kinds(d), "no fully connected hidden layers"
+    assert not any(issubclass(k, (nn.MaxPool2d, nn.AvgPool2d)) for k in kinds(d)), "strided convs, no pooling"
+    assert nn.ConvTranspose2d in kinds(g) and nn.BatchNorm2d in kinds(g) and nn.ReLU in kinds(g)
+    assert isinstance(g.net[-1], nn.Tanh) and nn.LeakyReLU in kinds(d) and nn.ReLU not in kinds(d)
+    assert not isinstance(d.net[1], nn.BatchNorm2d), "no batchnorm on D's input layer"
+    convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert all(abs(float(m.weight.std()) - 0.02) < 0.005 for m in convs), "weights ~ N(0, 0.02)"
+    assert nn.MaxPool2d in kinds(Discriminator(DCGANConfig(width=4, d_pool=True))), "the pooling ablation pools"
+
+
+def test_width_and_size_come_from_the_course():
+    course = setup(profile="smoke", quiet=True)
+    c = dcgan_config(course, "digits", loss="hinge")
+    assert (c.image_size, c.width, c.loss) == (8, course.profile.width, "hinge")
+    assert dcgan_config(course).image_size == 28
+
+
+def test_config_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="gp=10.0"):
+        GANConfig(loss="wgan-gp")
+    with pytest.raises(ValueError, match="d_norm='layer'"):
+        DCGANConfig(gp=10.0)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        DCGANConfig(image_size=30)
+    with pytest.raises(ValueError, match="Choose one of"):
+        loss_config("wasserstein")
+    assert GANConfig(**WGAN_GP).d_steps == 5 and DCGANConfig(**loss_config("wgan-gp")).d_norm == "layer"
+
+
+# -- the loss family against hand computations -------------------------------------------------------------
+REAL, FAKE = [2.0, -1.0, 0.5], [-3.0, 0.0, 1.5]
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def sigmoid(a):
+    return 1 / (1 + math.exp(-a))
+
+
+BCE_D = mean([-math.log(sigmoid(a)) for a in REAL]) + mean([-math.log(1 - sigmoid(a)) for a in FAKE])
+HAND = {  # (discriminator loss, generator loss) on REAL, FAKE, computed with plain floats
+    "non-saturating": (BCE_D, mean([-math.log(sigmoid(a)) for a in FAKE])),
+    "saturating": (BCE_D, mean([math.log(1 - sigmoid(a)) for a in FAKE])),
+    "hinge": ((0 + 2 + 0.5) / 3 + (0 + 1 + 2.5) / 3, 0.5),  # relu(1 - r), relu(1 + f); -mean f
+    "least-squares": (0.5 * (1 + 4 + 0.25) / 3 + 0.5 * (9 + 0 + 2.25) / 3, 0.5 * (16 + 1 + 0.25) / 3),
+    "wgan-gp": (mean(FAKE) - mean(REAL), -mean(FAKE)),  # -1.0 and 0.5
+}
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+def test_every_loss_against_a_hand_computed_reference(loss):
+    assert set(HAND) == set(LOSSES), "a new loss needs its hand-computed reference here"
+    d_loss, g_loss = LOSSES[loss]
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    assert float(d_loss(real, fake)) == pytest.approx(HAND[loss][0], abs=1e-6)
+    assert float(g_loss(fake)) == pytest.approx(HAND[loss][1], abs=1e-6)
+
+
+class QuadraticCritic(nn.Module):
+    """D(x) = <w, x> + c ||x||^2 on flattened x: its input gradient is w + 2 c x, known by hand."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1, 1, dim))
+        self.c = 0.3
+
+    def forward(self, x):
+        flat = x.reshape(len(x), -1)
+        return flat @ self.w + self.c * flat.pow(2).sum(1)
+
+
+def test_gradient_penalty_against_the_hand_gradient_and_its_own_autograd():
+    critic = QuadraticCritic(16)
+    gan = GAN(nn.Identity(), critic, GANConfig(**WGAN_GP))
+    g = torch.Generator().manual_seed(0)
+    real, fake, eps = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g), torch.rand(6, generator=g)
+    penalty, norms = gan.gradient_penalty(real, fake, eps=eps)
+    xhat = (eps[:, None] * real.reshape(6, -1) + (1 - eps[:, None]) * fake.reshape(6, -1)).detach()
+    grad = critic.w.detach() + 2 * critic.c * xhat  # (6, 16), the gradient of D at each interpolate
+    want_norms = grad.norm(dim=1)
+    assert torch.allclose(norms, want_norms, atol=1e-5)
+    assert float(penalty) == pytest.approx(10.0 * float((want_norms - 1).pow(2).mean()), rel=1e-5)
+    # create_graph: the penalty's gradient reaches the critic's weights, d/dw = gp mean 2 (n - 1) grad / n
+    (dw,) = torch.autograd.grad(penalty, critic.w)
+    want_dw = 10.0 * (2 * (want_norms - 1)[:, None] * grad / want_norms[:, None]).mean(0)
+    assert torch.allclose(dw, want_dw, atol=1e-5)
+
+
+def test_wgan_gp_discriminator_loss_adds_the_penalty_and_logs_the_estimate():
+    gan = DCGAN(small("wgan-gp"), seed=1)
+    out = gan.discriminator_loss(digits_like())
+    assert {"d_loss", "gp", "grad_norm", "wasserstein", "score_real", "score_fake"} <= set(out)
+    assert "d_real" not in out, "a critic's score is not a probability: no sigmoid is logged"
+    assert float(out["wasserstein"]) == pytest.approx(float(out["score_real"] - out["score_fake"]), abs=1e-6)
+    assert float(out["d_loss"]) == pytest.approx(float(-out["wasserstein"] + out["gp"]), abs=1e-5)
+    assert [p.every for p in gan.phases()] == [1, 5], "5 critic steps per generator step"
+
+
+def test_spectral_norm_bounds_the_largest_singular_value():
+    gan = DCGAN(small("hinge", size=28, spectral_norm=True, d_norm="none"), seed=0)
+    layers = [m for m in gan.D.modules() if isinstance(m, nn.Conv2d)]
+    assert len(layers) == 3 and all(hasattr(m, "parametrizations") for m in layers)
+    with torch.no_grad():
+        for m in layers:
+            m.parametrizations.weight.original.mul_(100.0)  # raw weights far from norm 1
+    gan.D.train()
+    x = torch.randn(4, 1, 28, 28)
+    for _ in range(30):  # one power iteration per forward pass
+        gan.D(x)
+    gan.D.eval()
+    for m in layers:
+        w = m.weight.detach().reshape(m.out_channels, -1)  # W / sigma(W), as the layer uses it
+        raw = m.parametrizations.weight.original.detach().reshape(m.out_channels, -1)
+        assert float(torch.linalg.matrix_norm(raw, ord=2)) > 5.0
+        assert float(torch.linalg.matrix_norm(w, ord=2)) == pytest.approx(1.0, abs=0.02)
+    assert not hasattr(DCGAN(small(), seed=0).D.net[0], "parametrizations")
+
+
+# -- the process ------------------------------------------------------------------------------------------
+def test_dcgan_meets_the_process_contract_and_maps_the_data_range():
+    state = torch.get_rng_state()
+    gan = DCGAN(small(spectral_norm=True), seed=3)
+    assert torch.equal(state, torch.get_rng_state()), "building the model must not touch the global random state"
+    same = DCGAN(small(spectral_norm=True), seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(gan.state_dict().values(), same.state_dict().values()))
+    assert isinstance(gan, Process) and isinstance(gan, GenerativeProcess)
+    a = gan.sample(5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, gan.sample(5, generator=torch.Generator().manual_seed(1)))
+    assert a.shape == (5, 1, 8, 8) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0, "sample() is in the data's [0, 1]"
+    x = digits_like(4)
+    assert torch.allclose(gan.decode(gan.encode(x)), x) and float(gan.encode(x).min()) < 0
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+def test_losses_are_float32_under_bf16_autocast(loss):
+    gan = DCGAN(small(loss), seed=0)
+    trainer = Trainer(gan, train_config=TrainConfig(amp=True, progress=False, log_every=1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for phase in trainer.phases:
+            out = phase.loss_fn(digits_like(16))
+            assert all(v.dtype == torch.float32 for v in out.values()), {k: v.dtype for k, v in out.items()}
+    trainer.fit([digits_like(16)], steps=2)
+    assert trainer.status == "done"
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+def test_a_few_steps_on_digits_keep_every_loss_finite(loss):
+    course = setup(profile="smoke", quiet=True)
+    data = course.load_data("digits", "train", size=256)
+    gan = DCGAN(small(loss), seed=0)
+    # windows of 5 steps: each holds a generator step, also with WGAN-GP's 5 critic steps per generator step
+    run = train_dcgan(course, gan, data, steps=10, snapshots=0, train_config=TrainConfig(log_every=5, progress=False))
+    assert run.trainer.step == 10 and len(run.history["g_loss"]) == 2
+    assert all(math.isfinite(v) for k in ("d_loss", "g_loss") for v in run.history[k])
+
+
+def test_training_on_digits_halves_the_frechet_distance():
+    from course_lib.metrics import evaluate
+
+    course = setup(profile="smoke", quiet=True)
+    data = course.load_data("digits", "train")
+    gan = DCGAN(dcgan_config(course, "digits", lr_g=1e-3, lr_d=1e-3), seed=0)
+    n = course.profile.eval_size
+
+    def fd():
+        gan.eval()
+        return evaluate(gan.sample(n, generator=course.generator(3)), "digits", profile=course.profile, n=n)["fd"]
+
+    untrained = fd()
+    run = train_dcgan(course, gan, data, steps=240, snapshots=3, train_config=TrainConfig(log_every=20, progress=False))
+    trained = fd()
+    first, last = run.history["d_loss"][0], run.history["d_loss"][-1]
+    assert last < first, f"D's loss must fall from its start near log 4 ({first:.3f} -> {last:.3f})"
+    assert trained < 0.5 * untrained, f"FD {trained:.1f} is not under half the untrained generator's {untrained:.1f}"
+    assert [s for s, _ in run.snapshots] == [0, 80, 160, 240]
+    assert run.snapshots[-1][1].shape == (course.profile.n_show, 1, 8, 8)
+
+
+def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
+    course = setup(profile="smoke", quiet=True)
+    data = course.load_data("digits", "train", size=128)
+    config = small("hinge", ema=0.9, spectral_norm=True)
+    path = tmp_path / "runs" / "dcgan.pt"
+    first = train_dcgan(course, DCGAN(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
+    again = DCGAN.from_checkpoint(path)
+    assert type(again) is DCGAN and again.config == config and again.seed == 2
+    assert all(torch.equal(a, b) for a, b in zip(first.gan.state_dict().values(), again.state_dict().values()))
+    again.eval()
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    assert torch.equal(first.gan.sample(6, generator=g()), again.sample(6, generator=g()))
+    loaded = train_dcgan(course, DCGAN(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
+    assert loaded.trainer.status == "loaded" and [s for s, _ in loaded.snapshots] == [0, 4]
+    assert torch.equal(loaded.snapshots[-1][1], first.snapshots[-1][1])
+
+
+def test_dcgan_benches_are_found_and_report_the_figures():
+    from course_lib.bench import find_benchmarks
+    from course_lib.models.dcgan import bench_dcgan_digits
+
+    assert {"dcgan", "dcgan-digits"} <= set(find_benchmarks())
+    out = bench_dcgan_digits(setup(profile="smoke", quiet=True))
+    for key in ("loss", "train_seconds", "images_per_second", "steps", "fd", "fd_floor", "fd_untrained", "kid",
+                "precision", "recall", "coverage", "inception_score", "memorised", "eval_n"):
+        assert key in out, key
+    assert out["eval_n"] == 256 and out["steps"] == 8
+
+
+def test_ring_gan_still_uses_the_probability_losses():
+    """The toy GAN (lecture 01) logs D's probabilities as before; nothing new switches on by default."""
+    from course_lib.models.toy_gan import ToyGAN, ToyGANConfig
+
+    gan = ToyGAN(ToyGANConfig(hidden=8, depth=1))
+    out = gan.discriminator_loss(torch.randn(8, 2))
+    assert set(out) == {"d_loss", "d_real", "d_fake"} and not gan.config.spectral_norm and gan.config.gp == 0
