@@ -7,7 +7,8 @@ from torch import nn
 
 from course_lib import setup
 from course_lib.models import GenerativeProcess, Process
-from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, loss_config, train_dcgan
+from course_lib.models.dcgan import (DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, lerp, loss_config, slerp,
+                                     train_dcgan)
 from course_lib.models.gan import GAN, LOSSES, WGAN_GP, GANConfig
 from course_lib.train import TrainConfig, Trainer
 
@@ -255,3 +256,70 @@ def test_ring_gan_still_uses_the_probability_losses():
     gan = ToyGAN(ToyGANConfig(hidden=8, depth=1))
     out = gan.discriminator_loss(torch.randn(8, 2))
     assert set(out) == {"d_loss", "d_real", "d_fake"} and not gan.config.spectral_norm and gan.config.gp == 0
+
+
+# -- latent space --------------------------------------------------------------------------------------------
+def test_slerp_rotates_by_a_fraction_of_the_angle():
+    angles = torch.tensor([0.3, 1.2, 2.5], dtype=torch.float64)
+    z0 = torch.tensor([[1.0, 0.0]] * 3, dtype=torch.float64)
+    z1 = torch.stack([torch.cos(angles), torch.sin(angles)], 1)  # unit vectors at those angles
+    for t in (0.0, 0.25, 0.5, 1.0):
+        want = torch.stack([torch.cos(t * angles), torch.sin(t * angles)], 1)  # rotated by t times the angle
+        assert torch.allclose(slerp(z0, z1, t), want, atol=1e-12)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 64, generator=g, dtype=torch.float64), torch.randn(5, 64, generator=g, dtype=torch.float64)
+    b = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)  # equal norms: slerp keeps them
+    assert torch.allclose(slerp(a, b, 0.37).norm(dim=1), a.norm(dim=1), rtol=1e-10)
+    assert torch.equal(slerp(a, a.clone(), 0.4), lerp(a, a, 0.4)), "identical rows fall back to lerp, no 0 / 0"
+    assert torch.isfinite(slerp(a.float(), a.float() * 2, 0.5)).all()
+
+
+# -- lab 3: the checks pass the references and fail what they should --------------------------------------
+def test_lab03_checks_accept_the_course_networks_and_reject_other_designs():
+    from course_lib import check
+    from course_lib.labs.lab03 import facts
+
+    def course_g(z_dim, width, size, z):
+        return facts(Generator(DCGANConfig(z_dim=z_dim, width=width, image_size=size)), z)
+    check("lab03.generator", course_g)
+    check("lab03.discriminator", lambda w, s, x: facts(Discriminator(DCGANConfig(width=w, image_size=s)), x))
+
+    class MLPGenerator(nn.Module):  # fully connected with a sigmoid output: never negative
+        def __init__(self, z_dim, size):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(z_dim, size * size), nn.Sigmoid(), nn.Unflatten(1, (1, size, size)))
+
+        def forward(self, z):
+            return self.net(z)
+    with pytest.raises(AssertionError, match=r"a tanh output spans \[-1, 1\]"):
+        check("lab03.generator", lambda z_dim, width, size, z: facts(MLPGenerator(z_dim, size), z))
+    with pytest.raises(AssertionError, match="downsample with strided convolutions"):
+        check("lab03.discriminator",
+              lambda w, s, x: facts(Discriminator(DCGANConfig(width=w, image_size=s, d_pool=True)), x))
+    with pytest.raises(AssertionError, match="6 scores, one per image"):
+        check("lab03.discriminator", lambda w, s, x: facts(nn.Conv2d(1, 1, 3, padding=1), x))
+
+
+def test_lab03_gradient_penalty_and_slerp_checks():
+    from course_lib import check
+    from course_lib.labs.lab03 import penalty_and_weight_gradient
+
+    def penalty(critic, real, fake, eps):
+        e = eps.reshape(-1, *[1] * (real.ndim - 1))
+        x = (e * real + (1 - e) * fake).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return (grad.reshape(len(x), -1).norm(dim=1) - 1).pow(2).mean()
+
+    def reported(fn):  # as the lab's check cell reports a penalty
+        def both(critic, real, fake, eps):
+            value = fn(critic, real, fake, eps)
+            grads = torch.autograd.grad(value, list(critic.parameters()))
+            return value.detach(), torch.cat([g.flatten() for g in grads])
+        return both
+    check("lab03.gradient_penalty", reported(penalty))
+    check("lab03.gradient_penalty", penalty_and_weight_gradient)
+    with pytest.raises(AssertionError, match="differ"):  # the weight of 10 belongs to the config, not here
+        check("lab03.gradient_penalty", reported(lambda *a: 10 * penalty(*a)))
+    check("lab03.slerp", slerp)
+    with pytest.raises(AssertionError, match="differ"):
+        check("lab03.slerp", lerp)
