@@ -203,7 +203,7 @@ def test_training_on_digits_halves_the_frechet_distance():
 
     course = setup(profile="smoke", quiet=True)
     data = course.load_data("digits", "train")
-    gan = DCGAN(dcgan_config(course, "digits", lr_g=1e-3, lr_d=1e-3), seed=0)
+    gan = DCGAN(dcgan_config(course, "digits"), seed=0)
     n = course.profile.eval_size
 
     def fd():
