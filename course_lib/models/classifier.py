@@ -31,7 +31,8 @@ class ClassifierConfig:
     n_classes: int = 10
     feature_dim: int = 128  # size of the embedding used for Frechet distances
     lr: float = 2e-3
-    depth: int = 1  # convs per stage (three stages: width, 2 width, 4 width channels)
+    depth: int = 1  # convs in each downsampling stage (stages: width at full size, 2 width at 1/2, 4 width at 1/4)
+    pool: int = 1  # side of the average-pooled grid the head sees (1: global average; 2 keeps coarse layout)
     norm: str = "group"  # "group" (GroupNorm, 4 groups) or "batch" (BatchNorm)
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
     shift: int = 0  # augmentation: random translation by up to this many pixels (0: none)
@@ -55,15 +56,16 @@ class ConvNet(nn.Module):
             norm = nn.GroupNorm(4, c_out) if config.norm == "group" else nn.BatchNorm2d(c_out)
             return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), norm, nn.SiLU()]
 
-        layers: list[nn.Module] = []
-        for i, (c_in, c_out) in enumerate(((config.in_channels, w), (w, 2 * w), (2 * w, 4 * w))):
-            layers += conv(c_in, c_out, stride=1 if i == 0 else 2)  # (B, w, H, W), (B, 2w, H/2, W/2), (B, 4w, H/4, W/4)
+        layers = conv(config.in_channels, w)  # (B, w, H, W)
+        for c_in, c_out in ((w, 2 * w), (2 * w, 4 * w)):
+            layers += conv(c_in, c_out, stride=2)  # (B, 2w, H/2, W/2), then (B, 4w, H/4, W/4)
             for _ in range(config.depth - 1):
                 layers += conv(c_out, c_out)  # same shape
+        grid = config.pool * config.pool
         self.body = nn.Sequential(
             *layers,
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w)
-            nn.Linear(4 * w, config.feature_dim), nn.SiLU(),  # (B, feature_dim)
+            nn.AdaptiveAvgPool2d(config.pool), nn.Flatten(),  # (B, 4w * pool^2)
+            nn.Linear(4 * w * grid, config.feature_dim), nn.SiLU(),  # (B, feature_dim)
         )
         self.head = nn.Linear(config.feature_dim, config.n_classes)  # (B, n_classes)
 
