@@ -29,7 +29,7 @@ from course_lib.exercises import get_exercise, to_plain
 from course_lib.notebooks import REPO_ROOT, course_meta
 
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
-LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory"}
+LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -66,7 +66,7 @@ def drop_calls(nb, name: str) -> None:
 
 def make_submissions(dest: Path) -> dict[str, list[Path]]:
     """Every fixture submission, written under dest/<lab>/; returns the paths per lab."""
-    subs: dict[str, dict[str, object]] = {"lab00": {}, "lab01": {}}
+    subs: dict[str, dict[str, object]] = {"lab00": {}, "lab01": {}, "lab02": {}}
     subs["lab00"]["blank00"] = read("labs", "lab00")
     subs["lab00"]["solution00"] = read("solutions", "lab00")
 
@@ -86,6 +86,15 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
     subs["lab00"]["kernel_death00"] = nb
     subs["lab00"]["empty00"] = b""
     subs["lab00"]["not_json00"] = b'{"cells": [ this is not json'
+
+    subs["lab02"]["blank02"] = read("labs", "lab02")
+    subs["lab02"]["solution02"] = read("solutions", "lab02")
+    nb = read("solutions", "lab02")  # k-th neighbour counting the point itself: a classic off-by-one
+    set_body(nb, "lab02.precision_recall",
+             "def radii(x):\n    return torch.cdist(x.double(), x.double()).topk(k, dim=1, largest=False).values[:, -1]\n"
+             "d = torch.cdist(fake.double(), real.double())\n"
+             "return float((d < radii(real)[None]).any(1).double().mean()), float((d.T < radii(fake)[None]).any(1).double().mean())")
+    subs["lab02"]["off_by_one02"] = nb
 
     subs["lab01"]["blank01"] = read("labs", "lab01")
     subs["lab01"]["solution01"] = read("solutions", "lab01")
@@ -165,7 +174,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01"):
+    for student in ("blank00", "blank01", "blank02"):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -175,7 +184,14 @@ def test_blank_labs_score_zero_on_every_exercise(graded):
 def test_solutions_score_full_marks(graded):
     assert points(graded, "solution00") == full_marks(graded, "lab00")
     assert points(graded, "solution01") == full_marks(graded, "lab01")
+    assert points(graded, "solution02") == full_marks(graded, "lab02")
     assert graded["by"]["solution01"]["runs"] == 1
+
+
+@pytest.mark.slow
+def test_lab02_off_by_one_neighbour_loses_exactly_that_exercise(graded):
+    want = full_marks(graded, "lab02") | {"lab02.precision_recall": 0.0}
+    assert points(graded, "off_by_one02") == want
 
 
 @pytest.mark.slow

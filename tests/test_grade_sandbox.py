@@ -298,3 +298,30 @@ def test_require_sandbox_refuses_and_no_sandbox_warns(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--require-sandbox: no sandbox.*bwrap was not found"):
         report.sandbox_status(opts, require=True)
     assert report.sandbox_status(opts, require=False).startswith("none")
+
+
+# -- the review, in the grader's process (no kernel): fast ---------------------------------------------------
+@pytest.mark.parametrize("source", [
+    "from course_lib.divergences import jsd_discrete\njsd = jsd_discrete",
+    "from course_lib import divergences as dv\ndef jsd(p, q):\n    return dv.jsd_discrete(p, q)",
+    "import course_lib.divergences\njsd = course_lib.divergences.jsd_discrete",
+])
+def test_review_flags_the_library_function_an_exercise_is_checked_against(source):
+    from course_lib.grading.reference import Cell
+    from course_lib.grading.review import reference_paths, review
+
+    flags = review([Cell(source, "exercise", "lab01.jsd")], reference_paths(["lab01.jsd", "lab01.kl_discrete"]))
+    assert "course_lib.divergences.jsd_discrete, the reference that lab01.jsd is checked against" in flags
+
+
+@pytest.mark.parametrize("lab", ["00_getting_started", "01_divergences_and_gan_theory", "02_measuring_samples"])
+def test_review_never_flags_an_honest_solution(lab):
+    import nbformat
+
+    from course_lib.grading.reference import Cell
+    from course_lib.grading.review import reference_paths, review
+    from course_lib.notebooks import REPO_ROOT, course_meta, exercises_of
+
+    nb = nbformat.read(REPO_ROOT / "solutions" / f"{lab}.ipynb", as_version=4)
+    cells = [Cell(c.source, "context", None) for c in nb.cells if c.cell_type == "code" and "check" not in course_meta(c)]
+    assert review(cells, reference_paths(ex.id for ex in exercises_of(nb))) == ""

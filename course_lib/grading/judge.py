@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .plugin import short
 from .records import verify_recorded
-from .review import review
+from .review import reference_paths, review
 from .reference import Cell, RefExercise, Reference, SubmissionError, build_cells, read_submission
 from .run import _LIVE, _LIVE_LOCK, GradeOptions, Run, run_cells
 
@@ -66,7 +66,7 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
         zero = {ex.id: Outcome(0.0, ex.points, str(e)) for ex in ref.exercises}
         return Grade(student, str(path), zero, time.monotonic() - start, note=str(e))
     cells, missing = build_cells(ref, nb)
-    flags = review(cells)
+    flags = review(cells, reference_paths(ex.id for ex in ref.exercises))
     for ex_id in missing:
         outcomes[ex_id] = Outcome(0.0, next(e.points for e in ref.exercises if e.id == ex_id),
                                   "missing exercise: no cell has this exercise id in its metadata")

@@ -32,15 +32,18 @@ def _python(source: str) -> str:
 
 
 class _Scan(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, references: dict[str, str] | None = None) -> None:
         self.aliases: dict[str, str] = {}  # local name -> the course_lib path it is bound to
         self.found: list[str] = []
+        self.references = references or {}  # dotted path of a reference function -> why it is flagged
 
     def flag(self, path: str, patched: bool = False) -> None:
         if patched and path.startswith("course_lib"):
             self.found.append(f"monkeypatches {path}")
         elif path not in ALLOWED:
             self.found += [why for prefix, why in FORBIDDEN.items() if path == prefix or path.startswith(prefix + ".")]
+            if path in self.references:
+                self.found.append(self.references[path])
         if path.startswith("course_lib") and path.endswith(".__file__"):
             self.found.append("reads the course's files through course_lib.__file__")
 
@@ -83,9 +86,25 @@ class _Scan(ast.NodeVisitor):
             self.found += [why for s, why in STRINGS.items() if s in node.value]
 
 
-def review(cells: list[Cell]) -> str:
-    """Reasons to look at this submission by hand ("" if none), with the cell numbers."""
-    scan, notes = _Scan(), []
+def reference_paths(exercise_ids) -> dict[str, str]:
+    """The library functions the exercises are checked against (e.g. course_lib.divergences.jsd_discrete),
+    each with the reason a submission that imports or calls it is flagged."""
+    from ..exercises import get_exercise
+
+    out = {}
+    for ex_id in exercise_ids:
+        fn = get_exercise(ex_id).reference
+        path = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+        out[path] = f"uses {path}, the reference that {ex_id} is checked against"
+    return out
+
+
+def review(cells: list[Cell], references: dict[str, str] | None = None) -> str:
+    """Reasons to look at this submission by hand ("" if none), with the cell numbers.
+
+    references: from `reference_paths(ids)`: library functions that solve the exercises outright.
+    """
+    scan, notes = _Scan(references), []
     for k, cell in enumerate(cells):
         if cell.role == "check":  # the grader's own check cells
             continue
