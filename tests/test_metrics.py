@@ -178,3 +178,16 @@ def test_the_digits_command_reproduces_the_shipped_classifier(tmp_path):
     entry = evaluators.train_evaluator("digits", folder=tmp_path, device="cpu", progress=False)
     assert abs(entry["test_accuracy"] - evaluators.manifest()["digits"]["test_accuracy"]) <= 0.005
     assert evaluators.load_evaluator("digits", folder=tmp_path).accuracy(load_data("digits", "test")) == entry["test_accuracy"]
+
+
+def test_the_mnist_command_trains_where_mnist_is_present(tmp_path, monkeypatch):
+    """MNIST cannot be shipped from here; the same command trains its classifier wherever the IDX files are."""
+    from test_data import tiny_mnist, write_idx
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_SYSTEM_DATA", "")
+    write_idx(tmp_path / "data" / "mnist", tiny_mnist(n_train=256, n_test=20))
+    entry = evaluators.train_evaluator("mnist", folder=tmp_path / "assets", device="cpu", progress=False, epochs=1)
+    assert entry["command"] == "python -m course_lib.metrics train-classifier mnist" and entry["train_images"] == 256
+    net = evaluators.load_evaluator("mnist", folder=tmp_path / "assets")
+    assert net.config.pool == 2 and not any(p.requires_grad for p in net.parameters())
