@@ -314,7 +314,7 @@ def test_review_flags_the_library_function_an_exercise_is_checked_against(source
     assert "course_lib.divergences.jsd_discrete, the reference that lab01.jsd is checked against" in flags
 
 
-@pytest.mark.parametrize("lab", ["00_getting_started", "01_divergences_and_gan_theory", "02_measuring_samples"])
+@pytest.mark.parametrize("lab", sorted(p.stem for p in (Path(__file__).parent.parent / "solutions").glob("*.ipynb")))
 def test_review_never_flags_an_honest_solution(lab):
     import nbformat
 
