@@ -202,14 +202,15 @@ def _check_architecture(model: nn.Module, state: Mapping[str, Any], path: Path) 
 
 def load_checkpoint(path: str | Path, model: nn.Module,
                     optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:
+                    map_location: str | torch.device = "cpu", state: Mapping[str, Any] | None = None) -> dict:
     """Load a checkpoint into `model` (and optimisers); return {'step', 'history', 'extra', 'config', 'seed', 'model_class'}.
 
     Nothing is changed unless the whole checkpoint fits: architecture and optimiser names are
-    checked before any weight is copied.
+    checked before any weight is copied. `state`: the file as `read_checkpoint` already returned it
+    (a caller that inspected it first need not read it twice); `path` then only names it in errors.
     """
     path = Path(path)
-    state = read_checkpoint(path, map_location)
+    state = read_checkpoint(path, map_location) if state is None else state
     _check_architecture(model, state, path)
     saved_opts = state.get("optimizers", {})
     for name, opt in (optimizers or {}).items():

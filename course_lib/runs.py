@@ -38,8 +38,9 @@ def load_or_train(model: nn.Module, batches: Iterable, path: str | Path, *, step
     total = count_steps(batches, steps, epochs)
     trainer = Trainer(model, train_config=dataclasses.replace(train_config or TrainConfig(), checkpoint=path))
     if path.exists() and not retrain:
-        check_same_run(read_checkpoint(path), model, path)
-        trainer.load(path)
+        state = read_checkpoint(path, map_location=trainer.device)  # read once: checked, then loaded
+        check_same_run(state, model, path)
+        trainer.load(path, state=state)
         if trainer.step >= total:
             trainer.status = "loaded"
             print(f"Loaded {path}: a finished run of {trainer.step} steps ({trainer.seconds:.0f} s of training). "

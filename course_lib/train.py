@@ -169,12 +169,15 @@ class Trainer:
         return save_checkpoint(path, self.model, self.optimizers, step=self.step, history=self.history,
                                extra={"samples_seen": self.samples_seen, "seconds": self.seconds})
 
-    def load(self, path: str | Path | None = None) -> "Trainer":
-        """Resume from a checkpoint written by `save` (weights, optimisers, step, history)."""
+    def load(self, path: str | Path | None = None, state: Mapping[str, Any] | None = None) -> "Trainer":
+        """Resume from a checkpoint written by `save` (weights, optimisers, step, history).
+
+        state: the file as `read_checkpoint` already returned it, so it is not read again.
+        """
         path = path or self.train_config.checkpoint
         if path is None:
             raise ValueError("No checkpoint path: pass one, or set TrainConfig(checkpoint=...).")
-        info = load_checkpoint(path, self.model, self.optimizers, map_location=self.device)
+        info = load_checkpoint(path, self.model, self.optimizers, map_location=self.device, state=state)
         self.step, self.history = int(info["step"]), {k: list(v) for k, v in info["history"].items()}
         self.history.setdefault("step", []), self.history.setdefault("time", [])
         self.samples_seen = int(info["extra"].get("samples_seen", 0))

@@ -303,3 +303,16 @@ def test_atomic_write_leaves_the_old_file_on_error(tmp_path):
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write("new")
     assert path.read_text() == "new"
+
+
+def test_a_checkpoint_is_read_once_when_checked_then_loaded(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    data = Batches(images(32), 8, seed=0)
+    load_or_train(counting_classifier(), data, path, steps=2, train_config=QUIET)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(1) or real_load(*a, **k))
+    assert load_or_train(counting_classifier(), data, path, steps=2, train_config=QUIET).status == "loaded"
+    assert len(reads) == 1, "load_or_train should read the file once: identity check and loading share it"
+    Classifier.from_checkpoint(path)
+    assert len(reads) == 2, "from_checkpoint should read the file once"

@@ -107,5 +107,5 @@ class ProcessModule(nn.Module):
             raise CheckpointError(f"{path} has no config, so {cls.__name__} cannot be rebuilt from it: build the model "
                                   f"yourself and call load_checkpoint(path, model).")
         model = cls(config_from_dict(cls.config_class, state["config"]), seed=state.get("seed", 0), **kwargs)
-        load_checkpoint(path, model, map_location=map_location)
+        load_checkpoint(path, model, map_location=map_location, state=state)
         return model.to(map_location)
