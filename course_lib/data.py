@@ -23,7 +23,8 @@ import torch
 from .checkpoint import atomic_write
 from .runtime import REPO_ROOT
 
-__all__ = ["ImageData", "Batches", "DataNotFoundError", "DATASETS", "data_dir", "load_data", "ensure_dataset"]
+__all__ = ["ImageData", "Batches", "DataNotFoundError", "DATASETS", "TEST_SIZES", "data_dir", "load_data",
+           "ensure_dataset", "shuffled_order"]
 
 ENV_VAR = "COURSE_DATA"
 SYSTEM_DIRS_VAR = "COURSE_SYSTEM_DATA"  # colon-separated; overrides the system search path (tests use it)
@@ -51,6 +52,14 @@ DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist", tuple(str(i) for i in range(10)), "MNIST", ("/usr/share/datasets/mnist",)),
     "digits": DatasetInfo("digits", tuple(str(i) for i in range(10)), None),
 }
+
+
+TEST_SIZES = {"fashion-mnist": 10_000, "mnist": 10_000, "digits": 300}  # images in each test split
+
+
+def shuffled_order(n: int, seed: int) -> torch.Tensor:
+    """The seeded permutation of range(n) that `ImageData.subset(size, seed)` takes its first `size` from."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -89,7 +98,7 @@ class ImageData:
             return self
         if n <= 0:
             raise ValueError(f"subset size must be positive, got {n}.")
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].to(self.images.device)
+        idx = shuffled_order(len(self), seed)[:n].to(self.images.device)
         return ImageData(self.name, self.split, self.images[idx], self.labels[idx], self.classes, self.source)
 
     def batches(self, batch_size: int, seed: int = 0, labels: bool = True, drop_last: bool = True) -> "Batches":
@@ -236,7 +245,8 @@ def _load_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
     y = torch.tensor(d.target, dtype=torch.int64)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))  # fixed split, 1497 / 300
-    idx = perm[:-300] if split == "train" else perm[-300:]
+    test = TEST_SIZES["digits"]
+    idx = perm[:-test] if split == "train" else perm[-test:]
     return x[idx], y[idx]
 
 

@@ -28,12 +28,12 @@ import sys
 import torch
 from torch import nn
 
-from .data import DATASETS, load_data
+from .data import DATASETS, TEST_SIZES, ImageData, load_data, shuffled_order
 from .evaluators import load_evaluator
 from .profiles import Profile, get_profile
 
 __all__ = ["evaluate", "features", "frechet_distance", "frechet_gaussians", "kid", "prdc", "inception_score",
-           "nearest_distances", "memorisation_ratio", "check_samples", "reference_images", "held_out_images",
+           "nearest_distances", "memorisation_ratio", "check_samples", "reference_images", "held_out", "held_out_images",
            "training_images", "MEMORISED", "K"]
 
 K = 5  # neighbours for precision / recall / density / coverage
@@ -85,7 +85,7 @@ def features(images: torch.Tensor, dataset: str, device: str | torch.device | No
     net = load_evaluator(dataset, device or images.device)
     feats, logits = [], []
     for i in range(0, len(images), CHUNK):
-        f = net.net.embed(images[i:i + CHUNK].to(next(net.parameters()).device).float())  # (B, d)
+        f = net.net.embed(images[i:i + CHUNK].to(net.device).float())  # (B, d)
         feats.append(f.float())
         logits.append(net.net.head(f).float())  # (B, classes)
     return torch.cat(feats), torch.cat(logits)
@@ -193,9 +193,12 @@ def memorisation_ratio(samples: torch.Tensor, train: torch.Tensor, test: torch.T
 
     Pixel space, flattened. Real unseen images score about 1; a copy of a training image scores 0.
     """
-    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
-    typical = nearest_distances(flat(test).float(), flat(train).float()).median()
-    return nearest_distances(flat(samples).float(), flat(train).float()) / typical
+    return _pixel_nearest(samples, train) / _pixel_nearest(test, train).median()
+
+
+def _pixel_nearest(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """Distance of each image (N, C, H, W) to its nearest training image, on flattened pixels; (N,)."""
+    return nearest_distances(images.reshape(len(images), -1).float(), train.reshape(len(train), -1).float())
 
 
 # -- the real sets, computed once -------------------------------------------------------------------------
@@ -207,11 +210,16 @@ def reference_images(dataset: str, n: int) -> torch.Tensor:
     return load_data(dataset, "test", size=n, seed=0).images
 
 
+def held_out(dataset: str, n: int) -> ImageData:
+    """Up to n real test images, with labels, that are not among `reference_images(dataset, n)`: what a
+    perfect generator draws. They follow the reference set in the same seeded order."""
+    test = load_data(dataset, "test")
+    idx = shuffled_order(len(test), 0)[n:2 * n]
+    return ImageData(test.name, test.split, test.images[idx], test.labels[idx], test.classes, test.source)
+
+
 def held_out_images(dataset: str, n: int) -> torch.Tensor:
-    """Up to n real test images that are not among `reference_images(dataset, n)`: what a perfect generator draws."""
-    test = load_data(dataset, "test").images
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))  # the order subset() uses
-    return test[order[n:2 * n]]
+    return held_out(dataset, n).images
 
 
 def training_images(dataset: str, profile: str | Profile | None = None) -> torch.Tensor:
@@ -230,7 +238,7 @@ def _real(dataset: str, n: int, train_size: int | None, device: torch.device) ->
         _REAL[key] = {"test": test, "train": train, "f_test": f_test.cpu(), "l_test": l_test.cpu(),
                       "fd_floor": frechet_distance(f_test, f_floor),
                       "inception_score_real": inception_score(l_test),
-                      "typical": nearest_distances(test.reshape(n, -1), train.reshape(len(train), -1)).median()}
+                      "typical": _pixel_nearest(test, train).median()}
     return _REAL[key]
 
 
@@ -241,7 +249,7 @@ def evaluate(samples: torch.Tensor, dataset: str = "fashion-mnist", labels: torc
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}: choose one of {sorted(DATASETS)}.")
     prof = get_profile(profile)
-    n = min(n or prof.eval_size, 300 if dataset == "digits" else 10_000)  # the size of the test split
+    n = min(n or prof.eval_size, TEST_SIZES[dataset])
     x = check_samples(samples, dataset, n)[:n]
     device = torch.device(device) if device is not None else x.device
     real = _real(dataset, n, prof.train_size, device)
@@ -258,8 +266,7 @@ def evaluate(samples: torch.Tensor, dataset: str = "fashion-mnist", labels: torc
         if len(labels) != n:
             raise ValueError(f"labels must have one entry per sample ({n}), got {len(labels)}.")
         out["class_accuracy"] = float((predicted == labels).double().mean())
-    train = real["train"]
-    ratio = nearest_distances(x.cpu().reshape(n, -1), train.reshape(len(train), -1)) / real["typical"]
+    ratio = _pixel_nearest(x.cpu(), real["train"]) / real["typical"]
     out["memorised"] = float((ratio < MEMORISED).double().mean())
     out["memorised_threshold"] = MEMORISED
     return out
@@ -277,13 +284,13 @@ def bench_metrics(course) -> dict:
         out[f"{name}_accuracy"] = entry["test_accuracy"]
     n = course.profile.eval_size
     for name in ("fashion-mnist", "digits"):
-        m = min(n, 300) if name == "digits" else n
+        m = min(n, TEST_SIZES[name])
         out[f"{name}_fd_floor_n{m}"] = round(_real(name, m, course.profile.train_size, course.device)["fd_floor"], 4)
-    held = held_out_images("fashion-mnist", n)
+    held_data = held_out("fashion-mnist", n)
+    held = held_data.images
     g = torch.Generator().manual_seed(course.seed)
     failures = {"clean": held, "noise0.2": (held + 0.2 * torch.randn(held.shape, generator=g)).clamp(0, 1),
-                "one_class": held[load_data("fashion-mnist", "test").labels[
-                    torch.randperm(10_000, generator=torch.Generator().manual_seed(0))[n:2 * n]] == 0].repeat(20, 1, 1, 1)[:n],
+                "one_class": held[held_data.labels == 0].repeat(20, 1, 1, 1)[:n],
                 "copies": training_images("fashion-mnist", course.profile)[:n]}
     for name, x in failures.items():
         r = evaluate(x, "fashion-mnist", profile=course.profile, n=min(n, len(x)))
