@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 import sys
 import time
+
+from collections.abc import Callable, Mapping
 
 import ipywidgets as W
 import torch
@@ -24,7 +27,8 @@ from . import divergences as dv
 from .distributions import Mixture
 from .models.toy_gan import one_thread
 
-__all__ = ["Explorer", "DivergenceExplorer", "static_bundle", "add_static_fallbacks"]
+__all__ = ["Explorer", "DivergenceExplorer", "InterpolationExplorer", "ArithmeticExplorer", "static_bundle",
+           "add_static_fallbacks"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -189,6 +193,196 @@ class DivergenceExplorer(Explorer):
         if not self._laid_out:  # margins once: tight_layout costs as much as the rest of a redraw
             self.fig.tight_layout()
             self._laid_out = True
+        self.render()
+
+
+def _pixels(images: torch.Tensor) -> "numpy.ndarray":
+    """(N, C, H, W) in [0, 1] -> a list of (H, W) or (H, W, 3) arrays for imshow, clipped to [0, 1]."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    return [im[0].numpy() if im.shape[0] == 1 else im.permute(1, 2, 0).numpy() for im in images]
+
+
+def _image_axes(ax, first) -> "matplotlib.image.AxesImage":
+    ax.set_axis_off()
+    return ax.imshow(first, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+
+
+def _check_decode(decode: Callable, z: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        images = decode(z)
+    if images.dim() != 4 or len(images) != len(z):
+        raise ValueError(f"decode(z) must map (n, d) latents to (n, C, H, W) images in [0, 1]; for z of shape "
+                         f"{tuple(z.shape)} it returned shape {tuple(images.shape)}.")
+    return images
+
+
+class InterpolationExplorer(Explorer):
+    """A path between two latent draws, linear or spherical, decoded as you move along it.
+
+    `decode` maps latents (n, z_dim) to images (n, C, H, W) in [0, 1] (for a GAN: the generator
+    then `gan.decode`, in eval mode). Each endpoint is a standard normal draw fixed by its seed; the
+    buttons draw new ones. The figure shows the image at t, the norm of z along both paths against
+    the sqrt(d) shell where the training noise lives, and a strip of frames along the chosen path.
+    State after each update: `z_a`, `z_b`, `z_t` (1, d), `frames` (F, C, H, W), `values`.
+    """
+
+    PATHS = ("spherical", "linear")
+
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], z_dim: int, seeds: tuple[int, int] = (0, 1),
+                 t: float = 0.5, path: str = "spherical", frames: int = 8, max_seed: int = 99) -> None:
+        from .models.dcgan import lerp, slerp
+
+        if path not in self.PATHS:
+            raise ValueError(f"path must be one of {self.PATHS}, got {path!r}.")
+        if not all(0 <= s <= max_seed for s in seeds):
+            raise ValueError(f"seeds must lie in [0, {max_seed}], got {seeds}.")
+        self.decode, self.z_dim, self.n_frames = decode, z_dim, frames
+        self._paths = {"spherical": slerp, "linear": lerp}
+        controls = {"t": _slider(t, 0.0, 1.0, 0.05, "t"),
+                    "path": W.Dropdown(options=self.PATHS, value=path, description="path:", layout=W.Layout(width="260px")),
+                    "seed A": W.IntSlider(value=seeds[0], min=0, max=max_seed, description="seed A"),
+                    "seed B": W.IntSlider(value=seeds[1], min=0, max=max_seed, description="seed B")}
+        super().__init__(controls, figsize=(7.5, 4.2))
+        self.buttons = {end: W.Button(description=f"new {end}", tooltip=f"draw a new endpoint {end} (next seed)")
+                        for end in ("A", "B")}
+        for end, button in self.buttons.items():
+            button.on_click(lambda _, end=end: self.resample(end))
+        self.readout = W.HTML()
+        c = controls
+        self.widget = self.view(W.HBox([W.VBox([c["t"], c["path"]]), W.VBox([c["seed A"], c["seed B"]]),
+                                        W.VBox(list(self.buttons.values()))], layout=W.Layout(flex_flow="row wrap")),
+                                self.readout)
+        grid = self.fig.add_gridspec(2, frames, height_ratios=[3, 1])
+        half = frames // 2
+        self._ax_image, self._ax_norm = self.fig.add_subplot(grid[0, :half]), self.fig.add_subplot(grid[0, half:])
+        self._ax_frames = [self.fig.add_subplot(grid[1, i]) for i in range(frames)]
+        self._artists = None
+        self.start()
+
+    def resample(self, end: str) -> None:
+        """The next seed for endpoint 'A' or 'B' (a different one from the other endpoint's)."""
+        control, other = self.controls[f"seed {end}"], self.controls[f"seed {'B' if end == 'A' else 'A'}"]
+        new = (control.value + 1) % (control.max + 1)
+        if new == other.value:
+            new = (new + 1) % (control.max + 1)
+        control.value = new
+
+    def latent(self, seed: int) -> torch.Tensor:
+        """The standard normal draw (1, z_dim) that `seed` names."""
+        return torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+    def update(self) -> None:
+        c = {k: w.value for k, w in self.controls.items()}
+        f = self._paths[c["path"]]
+        self.z_a, self.z_b = self.latent(c["seed A"]), self.latent(c["seed B"])
+        ts = torch.linspace(0, 1, self.n_frames)
+        self.z_t = f(self.z_a, self.z_b, c["t"])  # (1, d)
+        path = torch.cat([f(self.z_a, self.z_b, float(s)) for s in ts])  # (F, d)
+        images = _check_decode(self.decode, torch.cat([self.z_t, path]))  # (1 + F, C, H, W)
+        self.frames = images[1:]
+        fine = torch.linspace(0, 1, 101)
+        norms = {name: torch.cat([g(self.z_a, self.z_b, float(s)) for s in fine]).norm(dim=1) for name, g in self._paths.items()}
+        shell = math.sqrt(self.z_dim)
+        norm_t = float(self.z_t.norm())
+        self.values = {"t": float(c["t"]), "|z_t|": norm_t, "|z_t| / sqrt(d)": norm_t / shell}
+        self.readout.value = (f"t = <b>{c['t']:.4f}</b> &nbsp; |z_t| = <b>{norm_t:.4f}</b> &nbsp; "
+                              f"|z_t| / sqrt(d) = <b>{norm_t / shell:.4f}</b> (the training noise: about 1)")
+        pixels = _pixels(images)
+        self._ax_image.set_title(f"{c['path']}, t = {c['t']:.2f}", fontsize=10)
+        self._ax_norm.set_title(f"|z| along the path (d = {self.z_dim})", fontsize=10)
+        if self._artists is None:  # artists once, then only their data changes
+            ax = self._ax_norm
+            lines = {name: ax.plot(fine.numpy(), n.numpy(), label=name)[0] for name, n in norms.items()}
+            ax.axhline(shell, color="k", lw=0.8, ls="--", label="sqrt(d)")
+            (marker,) = ax.plot([], [], "ko")
+            ax.set_xlabel("t"), ax.set_ylabel("|z|"), ax.legend(fontsize="small", loc="lower center")
+            ax.set_xlim(0, 1)
+            self._artists = {"image": _image_axes(self._ax_image, pixels[0]), "lines": lines, "marker": marker,
+                             "frames": [_image_axes(a, im) for a, im in zip(self._ax_frames, pixels[1:])]}
+            self.fig.tight_layout()
+        a = self._artists
+        a["image"].set_data(pixels[0])
+        for artist, im in zip(a["frames"], pixels[1:]):
+            artist.set_data(im)
+        for name, line in a["lines"].items():
+            line.set_ydata(norms[name].numpy())
+        a["marker"].set_data([c["t"]], [norm_t])
+        top = max(float(n.max()) for n in norms.values())
+        self._ax_norm.set_ylim(0, 1.1 * max(top, shell))
+        self.render()
+
+
+class ArithmeticExplorer(Explorer):
+    """Latent arithmetic on named latent vectors: z = A + amount * (C - B), then decoded and classified.
+
+    `latents` maps names to latent vectors (d,), for example the mean latent of the samples the
+    evaluation classifier puts in each class. `radius` (for a GAN: sqrt(d)) rescales the result onto
+    the shell where the training noise lives; None leaves it as is. `classify` maps images to class
+    probabilities (n, K) for the `classes`; the bar chart shows them for the result.
+    State after each update: `z` (1, d), `images` (4, C, H, W) for A, B, C and the result, `probs` (K,), `values`.
+    """
+
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], latents: Mapping[str, torch.Tensor],
+                 classify: Callable[[torch.Tensor], torch.Tensor], classes: list[str],
+                 start: tuple[str, str, str] | None = None, amount: float = 1.0, radius: float | None = None) -> None:
+        names = list(latents)
+        if len(names) < 2:
+            raise ValueError(f"latent arithmetic needs at least two named latents, got {names}.")
+        start = start or (names[0], names[0], names[1])
+        unknown = [s for s in start if s not in latents]
+        if unknown:
+            raise ValueError(f"start names {unknown} are not among the latents: {names}.")
+        self.decode, self.latents, self.classify, self.classes, self.radius = decode, dict(latents), classify, list(classes), radius
+        controls = {"A": W.Dropdown(options=names, value=start[0], description="A:", layout=W.Layout(width="260px")),
+                    "B": W.Dropdown(options=names, value=start[1], description="minus B:", layout=W.Layout(width="260px")),
+                    "C": W.Dropdown(options=names, value=start[2], description="plus C:", layout=W.Layout(width="260px")),
+                    "amount": _slider(amount, 0.0, 2.0, 0.05, "amount")}
+        super().__init__(controls, figsize=(8.0, 2.8))
+        self.readout = W.HTML()
+        c = controls
+        self.widget = self.view(W.HBox([W.VBox([c["A"], c["B"], c["C"]]), c["amount"]],
+                                       layout=W.Layout(flex_flow="row wrap")), self.readout)
+        grid = self.fig.add_gridspec(1, 6)
+        self._axes = [self.fig.add_subplot(grid[0, i]) for i in range(4)]
+        self._ax_probs = self.fig.add_subplot(grid[0, 4:])
+        self._artists = None
+        self.start()
+
+    def update(self) -> None:
+        c = {k: w.value for k, w in self.controls.items()}
+        a, b, cc = (self.latents[c[k]].reshape(1, -1).float() for k in ("A", "B", "C"))
+        z = a + c["amount"] * (cc - b)  # (1, d)
+        if self.radius is not None:
+            z = z / z.norm().clamp_min(1e-12) * self.radius
+        self.z = z
+        self.images = _check_decode(self.decode, torch.cat([a, b, cc, z]))  # (4, C, H, W)
+        with torch.no_grad():
+            probs = self.classify(self.images)  # (4, K)
+        if probs.shape != (4, len(self.classes)):
+            raise ValueError(f"classify(images) must return (n, {len(self.classes)}) class probabilities; "
+                             f"got shape {tuple(probs.shape)}.")
+        self.probs = probs[3].float()
+        top = int(self.probs.argmax())
+        cos_c = float(torch.nn.functional.cosine_similarity(z, cc).squeeze())
+        self.values = {"amount": float(c["amount"]), "p(top class)": float(self.probs[top]), "cos(z, C)": cos_c}
+        self.readout.value = (f"z = {html.escape(c['A'])} + <b>{c['amount']:.4f}</b> × ({html.escape(c['C'])} − "
+                              f"{html.escape(c['B'])}); cos(z, C) = <b>{cos_c:.4f}</b>; the classifier says "
+                              f"<b>{html.escape(self.classes[top])}</b> (p = <b>{float(self.probs[top]):.4f}</b>)")
+        pixels = _pixels(self.images)
+        for ax, title in zip(self._axes, [c["A"], f"− {c['B']}", f"+ {c['C']}", "= result"]):
+            ax.set_title(title[:18], fontsize=8)
+        if self._artists is None:
+            ax = self._ax_probs
+            bars = ax.barh(range(len(self.classes)), self.probs.numpy(), color="tab:blue")
+            ax.set_yticks(range(len(self.classes)), self.classes, fontsize=7)
+            ax.set_xlim(0, 1), ax.invert_yaxis(), ax.set_xlabel("p(class | result)", fontsize=8)
+            self._artists = {"images": [_image_axes(axi, im) for axi, im in zip(self._axes, pixels)], "bars": bars}
+            self.fig.tight_layout()
+        for artist, im in zip(self._artists["images"], pixels):
+            artist.set_data(im)
+        for bar, p in zip(self._artists["bars"], self.probs.tolist()):
+            bar.set_width(p)
+            bar.set_color("tab:orange" if p == float(self.probs[top]) else "tab:blue")
         self.render()
 
 

@@ -146,3 +146,75 @@ def test_static_bundle_of_saved_state_shows_final_figure_and_numbers():
     texts = [c.outputs[0].data["text/plain"] for c in nb.cells]
     assert texts[0].startswith("train: 100%|") and "image/png" in nb.cells[1].outputs[0].data
     assert texts[2] == stale["text/plain"]  # no saved state: left as it was
+
+
+# -- the latent explorers, on a fixed random "generator" -----------------------------------------------------
+from course_lib.models.dcgan import lerp, slerp  # noqa: E402
+from course_lib.widgets import ArithmeticExplorer, InterpolationExplorer  # noqa: E402
+
+D = 16
+_W = torch.randn(D, 64, generator=torch.Generator().manual_seed(0))
+
+
+def decode(z):  # (n, D) -> (n, 1, 8, 8) in [0, 1]
+    return torch.sigmoid(z @ _W).reshape(-1, 1, 8, 8)
+
+
+def test_interpolation_endpoints_and_paths():
+    e = InterpolationExplorer(decode, D, seeds=(3, 7))
+    za, zb = (torch.randn(1, D, generator=torch.Generator().manual_seed(s)) for s in (3, 7))
+    assert torch.equal(e.z_a, za) and torch.equal(e.z_b, zb) and e.error is None
+    assert torch.allclose(e.z_t, slerp(za, zb, 0.5))
+    assert torch.allclose(e.frames[0], decode(za)) and torch.allclose(e.frames[-1], decode(zb))
+    spherical = e.values["|z_t|"]
+    e.controls["path"].value = "linear"
+    assert torch.allclose(e.z_t, lerp(za, zb, 0.5)) and e.values["|z_t|"] < spherical  # inside the shell
+    e.controls["t"].value = 1.0
+    assert torch.allclose(e.z_t, zb) and e.values["|z_t| / sqrt(d)"] == pytest.approx(float(zb.norm()) / math.sqrt(D))
+    assert f"{e.values['|z_t|']:.4f}" in e.readout.value
+
+
+def test_interpolation_buttons_draw_new_endpoints_never_equal():
+    e = InterpolationExplorer(decode, D, seeds=(0, 1))
+    before = e.image.value
+    e.buttons["A"].click()  # 0 -> 1 is B's seed: skipped
+    assert e.controls["seed A"].value == 2 and e.image.value != before
+    e.controls["seed B"].value = 99
+    e.buttons["B"].click()  # wraps around to 0
+    assert e.controls["seed B"].value == 0 and not torch.equal(e.z_a, e.z_b)
+
+
+def test_interpolation_bad_decoder_and_arguments_explained():
+    e = InterpolationExplorer(lambda z: decode(z).flatten(1), D)
+    assert isinstance(e.error, ValueError) and "(n, C, H, W)" in str(e.error) and e.image.layout.border == e.STALE
+    with pytest.raises(ValueError, match="path must be one of"):
+        InterpolationExplorer(decode, D, path="straight")
+    with pytest.raises(ValueError, match=r"seeds must lie in \[0, 99\]"):
+        InterpolationExplorer(decode, D, seeds=(0, 100))
+
+
+def classify3(images):  # (n, 1, 8, 8) -> (n, 3) probabilities
+    return torch.softmax(images.flatten(1)[:, :3] * 10, dim=1)
+
+
+def test_arithmetic_is_a_plus_amount_c_minus_b_on_the_shell():
+    latents = {name: torch.randn(D, generator=torch.Generator().manual_seed(i)) for i, name in enumerate("pqrs")}
+    e = ArithmeticExplorer(decode, latents, classify3, ["x", "y", "z"], start=("p", "q", "r"), radius=math.sqrt(D))
+    expect = latents["p"] + (latents["r"] - latents["q"])
+    assert torch.allclose(e.z[0], expect / expect.norm() * math.sqrt(D), atol=1e-6)
+    assert torch.allclose(e.images[3:], decode(e.z)) and torch.allclose(e.probs, classify3(decode(e.z))[0])
+    e.controls["amount"].value = 0.0  # the result is A itself, rescaled
+    assert torch.allclose(e.images[3], decode((latents["p"] / latents["p"].norm() * math.sqrt(D))[None])[0], atol=1e-6)
+    e.controls["A"].value, e.controls["amount"].value = "s", 1.0
+    assert e.values["cos(z, C)"] == pytest.approx(float(torch.cosine_similarity(e.z, latents["r"][None]).squeeze()))
+    assert e.error is None and f"{e.values['p(top class)']:.4f}" in e.readout.value
+
+
+def test_arithmetic_errors_say_what_to_pass():
+    latents = {"p": torch.randn(D), "q": torch.randn(D)}
+    with pytest.raises(ValueError, match="not among the latents"):
+        ArithmeticExplorer(decode, latents, classify3, ["x", "y", "z"], start=("p", "q", "nope"))
+    with pytest.raises(ValueError, match="at least two"):
+        ArithmeticExplorer(decode, {"p": torch.randn(D)}, classify3, ["x", "y", "z"])
+    e = ArithmeticExplorer(decode, latents, classify3, ["x", "y"])  # 3 probabilities for 2 classes
+    assert isinstance(e.error, ValueError) and "(n, 2)" in str(e.error)
