@@ -6,11 +6,15 @@ and the metric that model family reports). Add `--out FILE` to append the line t
 
     python -m course_lib.bench classifier --profile cpu
     python -m course_lib.bench all --profile smoke
+    python -m course_lib.bench dcgan --profile cpu --loss all     # one line per GAN loss
     python -m course_lib.bench --list
 
 Benchmarks are found by walking `course_lib/models/`: a model file lists its own in a
 module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
 (`course_lib/metrics.py`), which every model reports with, list theirs the same way.
+
+A benchmark that can be run several ways says so in an attribute `fn.choices = {"loss": (...)}`:
+`--loss NAME` runs fn(course, loss=NAME), and `--loss all` runs it once per choice, a line each.
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ import torch
 
 from .runtime import Course, device_name, setup
 
-__all__ = ["find_benchmarks", "run", "main"]
+__all__ = ["find_benchmarks", "run", "main", "OPTIONS"]
 
 Benchmark = Callable[[Course], dict]
 MODELS_PACKAGE = "course_lib.models"
 METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
+OPTIONS = ("loss",)  # the command-line options a benchmark may take, through `fn.choices`
 
 
 def find_benchmarks(package: str = MODELS_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
@@ -60,19 +65,39 @@ def describe_benchmarks(benches: dict[str, Benchmark]) -> str:
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         where = fn.__module__.removeprefix("course_lib.").replace(".", "/") + ".py"
         lines.append(f"{name:12s} {where:22s} {summary}")
+        for option, values in getattr(fn, "choices", {}).items():
+            lines.append(f"{'':12s} --{option}: {', '.join(values)} or all")
     return "\n".join(lines)
 
 
+def variants(fn: Benchmark, options: dict[str, str]) -> list[dict[str, str]]:
+    """The keyword sets to run `fn` with: one per choice of each option given ('all' expands)."""
+    choices = getattr(fn, "choices", {})
+    out = [{}]
+    for option, value in options.items():
+        if option not in choices:
+            raise SystemExit(f"The {fn.__module__} benchmark takes no --{option}; its options: "
+                             f"{sorted(choices) or 'none'}.")
+        allowed = tuple(choices[option])
+        if value != "all" and value not in allowed:
+            raise SystemExit(f"Unknown --{option} {value!r}. Choose one of {list(allowed)} or 'all'.")
+        out = [{**kw, option: v} for kw in out for v in (allowed if value == "all" else (value,))]
+    return out
+
+
 def run(name: str, profile: str | None = None, device: str = "auto", seed: int = 0,
-        benches: dict[str, Benchmark] | None = None) -> dict:
-    """Run one benchmark and return its JSON-ready record."""
+        benches: dict[str, Benchmark] | None = None, **options: str) -> dict:
+    """Run one benchmark (with `options` among its `choices`) and return its JSON-ready record."""
     benches = find_benchmarks() if benches is None else benches
     if name not in benches:
         raise SystemExit(f"Unknown model {name!r}. Choose one of {sorted(benches)} or 'all'.")
+    if "all" in options.values():
+        raise ValueError("run() runs one variant: expand 'all' with variants() first (the command line does).")
+    variants(benches[name], options)  # checks each option against the benchmark's choices
     course = setup(seed=seed, device=device, profile=profile, quiet=True)
     dev = course.device
     t0 = time.perf_counter()
-    figures = benches[name](course)
+    figures = benches[name](course, **options)
     seconds = time.perf_counter() - t0
     record = {
         "model": name,
@@ -100,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also append each JSON line to this file")
+    p.add_argument("--loss", default=None, help="for benchmarks that take one (see --list): a loss, or 'all'")
     args = p.parse_args(argv)
     benches = find_benchmarks()
     if args.list:
@@ -108,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         p.error("name a benchmark, or 'all' (see --list)")
     names = sorted(benches) if args.model == "all" else [args.model]
-    for name in names:
-        line = json.dumps(run(name, args.profile, args.device, args.seed, benches=benches))
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    if args.model == "all":  # each option goes to the benchmarks that take it
+        jobs = [(n, kw) for n in names for kw in variants(benches[n], {k: v for k, v in options.items()
+                                                                         if k in getattr(benches[n], "choices", {})})]
+    else:
+        if args.model not in benches:
+            raise SystemExit(f"Unknown model {args.model!r}. Choose one of {sorted(benches)} or 'all'.")
+        jobs = [(args.model, kw) for kw in variants(benches[args.model], options)]
+    for name, kw in jobs:
+        line = json.dumps(run(name, args.profile, args.device, args.seed, benches=benches, **kw))
         print(line, flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ class Profile:
     toy_batch: int  # samples per step on toy problems
     mc_samples: int  # Monte Carlo samples for numerical checks
     n_show: int  # images in a sample grid
+    min_steps: int = 0  # the fewest steps a generative model's default run takes (smoke's 8 batches teach a GAN nothing)
 
     def scaled(self, **changes) -> "Profile":
         """A copy with some knobs changed: `profile.scaled(epochs=1)`."""
@@ -41,7 +42,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_size=512, eval_size=256, epochs=1, batch_size=64, width=8,
-                     toy_steps=300, toy_batch=256, mc_samples=20_000, n_show=16),
+                     toy_steps=300, toy_batch=256, mc_samples=20_000, n_show=16, min_steps=150),
     "cpu": Profile("cpu", train_size=12_000, eval_size=2_000, epochs=3, batch_size=128, width=32,
                    toy_steps=3_000, toy_batch=256, mc_samples=200_000, n_show=64),
     "gpu": Profile("gpu", train_size=None, eval_size=10_000, epochs=20, batch_size=256, width=64,

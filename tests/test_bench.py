@@ -119,3 +119,40 @@ def test_cli_without_a_model_says_what_to_do(capsys):
     with pytest.raises(SystemExit):
         bench.main([])
     assert "--list" in capsys.readouterr().err
+
+
+@pytest.fixture
+def with_losses(monkeypatch):
+    """A benchmark with a loss option, beside one without."""
+    seen = []
+
+    def by_loss(course, loss="a"):
+        seen.append(loss)
+        return {"loss": loss}
+    by_loss.choices = {"loss": ("a", "b", "c")}
+    benches = {"gan": by_loss, "fake": lambda course: {"x": 1.0}}
+    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.MODELS_PACKAGE: benches)
+    return seen
+
+
+def test_loss_all_prints_one_line_per_choice(with_losses, capsys):
+    assert bench.main(["gan", "--profile", "smoke", "--device", "cpu", "--loss", "all"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().split("\n")]
+    assert [r["loss"] for r in lines] == ["a", "b", "c"] == with_losses
+    assert bench.main(["gan", "--profile", "smoke", "--device", "cpu", "--loss", "b"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == "b"
+    assert bench.main(["all", "--profile", "smoke", "--device", "cpu", "--loss", "c"]) == 0  # only gan takes it
+    assert [json.loads(x)["model"] for x in capsys.readouterr().out.strip().split("\n")] == ["fake", "gan"]
+
+
+def test_bad_loss_options_say_what_to_choose(with_losses):
+    with pytest.raises(SystemExit, match=r"Unknown --loss 'd'. Choose one of \['a', 'b', 'c'\] or 'all'"):
+        bench.main(["gan", "--profile", "smoke", "--loss", "d"])
+    with pytest.raises(SystemExit, match="takes no --loss"):
+        bench.main(["fake", "--profile", "smoke", "--loss", "a"])
+    assert with_losses == []
+
+
+def test_dcgan_offers_the_loss_family():
+    from course_lib.models.dcgan import LOSS_FAMILY, bench_dcgan
+    assert bench_dcgan.choices == {"loss": LOSS_FAMILY} == {"loss": ("non-saturating", "hinge", "least-squares", "wgan-gp")}

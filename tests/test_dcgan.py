@@ -246,7 +246,17 @@ def test_dcgan_benches_are_found_and_report_the_figures():
     for key in ("loss", "train_seconds", "images_per_second", "steps", "fd", "fd_floor", "fd_untrained", "kid",
                 "precision", "recall", "coverage", "inception_score", "memorised", "eval_n"):
         assert key in out, key
-    assert out["eval_n"] == 256 and out["steps"] == 8
+    assert out["eval_n"] == 256 and out["steps"] == setup(profile="smoke", quiet=True).profile.min_steps == 150
+
+
+def test_smoke_bench_halves_the_untrained_fd(monkeypatch):
+    """The smoke target: the trained generator's FD under half the untrained one's, on the real Fashion-MNIST."""
+    from course_lib.models.dcgan import bench_dcgan
+
+    for var in ("COURSE_DATA", "COURSE_SYSTEM_DATA"):  # Debian's copy, as the bench reads it
+        monkeypatch.delenv(var, raising=False)
+    out = bench_dcgan(setup(profile="smoke", quiet=True))
+    assert out["fd"] < out["fd_untrained"] / 2, f"FD {out['fd']} after {out['steps']} steps, untrained {out['fd_untrained']}"
 
 
 def test_ring_gan_still_uses_the_probability_losses():

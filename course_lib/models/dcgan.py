@@ -37,7 +37,7 @@ from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
 from .toy_gan import one_thread
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "loss_config", "lerp", "slerp",
-           "DCGANRun", "train_dcgan", "BENCHMARKS"]
+           "DCGANRun", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
 
 
 @dataclass
@@ -203,15 +203,14 @@ def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, e
                 train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> DCGANRun:
     """Train `gan` on `data` in the shared loop; keep a grid of fixed-noise samples `snapshots` times.
 
-    epochs: default the profile's (when steps is not given); batch size: the profile's. With a
+    epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
+    steps; batch size: the profile's. With a
     `checkpoint`, `load_or_train` loads a finished run instead of training (snapshots are then
     only the final one). `callback(trainer)` also runs at every snapshot, e.g. a LivePlot.
 
     On a CPU it trains on one thread: on a busy 2-core machine two threads made a digits step
     7.6 ms -> 836 ms (they wait on each other at every small conv).
     """
-    if steps is None and epochs is None:
-        epochs = course.profile.epochs
     gan.to(course.device)
     fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
     run = DCGANRun(gan, None)  # type: ignore[arg-type]
@@ -232,7 +231,10 @@ def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, e
             callback(trainer)
 
     batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
-    total = steps if steps is not None else len(batches) * epochs
+    if steps is None:
+        steps = len(batches) * epochs if epochs is not None else max(len(batches) * course.profile.epochs,
+                                                                     course.profile.min_steps)
+    total = steps
     config = train_config or TrainConfig(log_every=max(1, total // 50))
     if snapshots:
         config = dataclasses.replace(config, callback_every=max(1, total // snapshots))
@@ -283,9 +285,13 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
     return out
 
 
-def bench_dcgan_digits(course) -> dict:
+def bench_dcgan_digits(course, loss: str = "non-saturating") -> dict:
     """DCGAN on 8x8 digits (seconds on a CPU): the same figures as `dcgan`, on the digits evaluator."""
-    return bench_dcgan(course, "digits")
+    return bench_dcgan(course, "digits", loss)
+
+
+LOSS_FAMILY = ("non-saturating", "hinge", "least-squares", "wgan-gp")  # the lecture's table; `bench --loss all`
+bench_dcgan.choices = bench_dcgan_digits.choices = {"loss": LOSS_FAMILY}
 
 
 BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits}
