@@ -454,12 +454,11 @@ def train_vae(course, vae: VAE, data: ImageData, steps: int | None = None, epoch
               train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> VAERun:
     """Train `vae` on `data` in the shared loop; keep fixed-noise samples and reconstructions `snapshots` times.
 
-    epochs: default the profile's (when steps is not given); batch size: the profile's. With a
-    `checkpoint`, `load_or_train` loads a finished run instead of training. `callback(trainer)`
-    also runs at every snapshot. On a CPU it trains on one thread (see `train_dcgan`).
+    epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
+    steps; batch size: the profile's. With a `checkpoint`, `load_or_train` loads a finished run
+    instead of training. `callback(trainer)` also runs at every snapshot. On a CPU it trains on one
+    thread (see `train_dcgan`).
     """
-    if steps is None and epochs is None:
-        epochs = course.profile.epochs
     vae.to(course.device)
     n = min(n_show or course.profile.n_show, len(data))
     fixed_z = _normal((n, vae.config.z_dim), course.generator(2), vae.device)  # the same noise every time
@@ -481,7 +480,10 @@ def train_vae(course, vae: VAE, data: ImageData, steps: int | None = None, epoch
             callback(trainer)
 
     batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
-    total = steps if steps is not None else len(batches) * epochs
+    if steps is None:
+        steps = len(batches) * epochs if epochs is not None else max(len(batches) * course.profile.epochs,
+                                                                     course.profile.min_steps)
+    total = steps
     config = train_config or TrainConfig(log_every=max(1, total // 50))
     if snapshots:
         config = dataclasses.replace(config, callback_every=max(1, total // snapshots))
