@@ -1,0 +1,119 @@
+"""Lab 5 checks: the VAE's pieces, each against the library's own (course_lib.models.vae).
+
+reparameterise is checked with its gradients: the lab's check cell reports z and dz/dmu, dz/dlogvar
+(summed), so a draw that cuts the graph (torch.normal, .detach()) fails. The ELBO loss is checked on
+cases where a per-pixel mean or a sum over the batch gives a different number. The IWAE cases put the
+log-weights near -3000 nats, where exp() underflows to 0 and only a logsumexp survives. Every case is
+drawn from a seeded generator, fresh on each call.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..exercises import Exercise, register
+from ..models.dcgan import lerp
+from ..models.vae import gaussian_kl
+
+F64 = torch.float64
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# -- reparameterise ------------------------------------------------------------------------------------------
+def reparameterize_and_gradients(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> tuple:
+    """The reference, as the lab's check cell reports the student's: z, d(sum z)/d mu, d(sum z)/d logvar."""
+    mu, logvar = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    d_mu, d_logvar = torch.autograd.grad(z.sum(), [mu, logvar])
+    return z.detach(), d_mu, d_logvar
+
+
+def reparameterize_cases() -> list[tuple]:
+    g = _gen(500)
+    return [(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
+            (torch.zeros(2, 5), torch.zeros(2, 5), torch.randn(2, 5, generator=g)),  # N(0, I): z = eps
+            (torch.randn(3, 16, generator=g), torch.full((3, 16), -6.0), torch.randn(3, 16, generator=g)),  # tiny sigma
+            (torch.randn(1, 2, generator=g), torch.tensor([[2.0, -2.0]]), torch.randn(1, 2, generator=g))]
+
+
+# -- the Gaussian KL to the prior ----------------------------------------------------------------------------
+def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag e^logvar) || N(0, I)) per example, (B,)."""
+    return gaussian_kl(mu, logvar).sum(1)
+
+
+def kl_cases() -> list[tuple]:
+    g = _gen(501)
+    return [(torch.randn(8, 4, generator=g, dtype=F64), torch.randn(8, 4, generator=g, dtype=F64)),
+            (torch.zeros(3, 6, dtype=F64), torch.zeros(3, 6, dtype=F64)),  # q = p: 0
+            (3 * torch.randn(5, 2, generator=g, dtype=F64), torch.full((5, 2), -5.0, dtype=F64)),  # sharp and far
+            (torch.randn(2, 32, generator=g, dtype=F64), torch.full((2, 32), 2.0, dtype=F64))]  # too wide
+
+
+# -- the ELBO loss ---------------------------------------------------------------------------------------------
+def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              beta: float = 1.0) -> torch.Tensor:
+    """-(log p(x|z) summed over pixels - beta KL summed over latents), averaged over the batch (Bernoulli decoder)."""
+    log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)  # (B,)
+    return -(log_px - beta * kl_to_prior(mu, logvar)).mean()
+
+
+def elbo_cases() -> list[tuple]:
+    g = _gen(502)
+    out = []
+    for b, size, z, beta in ((6, 8, 4, 1.0), (3, 28, 16, 1.0), (10, 8, 2, 4.0), (1, 4, 3, 0.5)):
+        logits = 2 * torch.randn(b, 1, size, size, generator=g, dtype=F64)
+        x = torch.bernoulli(torch.full((b, 1, size, size), 0.3, dtype=F64), generator=g)
+        out.append((logits, x, torch.randn(b, z, generator=g, dtype=F64), torch.randn(b, z, generator=g, dtype=F64), beta))
+    return out
+
+
+# -- the IWAE bound --------------------------------------------------------------------------------------------
+def iwae_bound(log_px_z: torch.Tensor, log_pz: torch.Tensor, log_qz: torch.Tensor) -> torch.Tensor:
+    """(k, B) log p(x|z_i), log p(z_i), log q(z_i|x) -> (B,) log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)."""
+    k = log_px_z.shape[0]
+    return torch.logsumexp(log_px_z + log_pz - log_qz, dim=0) - math.log(k)
+
+
+def iwae_cases() -> list[tuple]:
+    g = _gen(503)
+    out = []
+    for k, b, scale in ((5, 4, 1.0), (1, 3, 1.0), (64, 2, 10.0)):
+        out.append((scale * torch.randn(k, b, generator=g, dtype=F64) - 20, torch.randn(k, b, generator=g, dtype=F64),
+                    torch.randn(k, b, generator=g, dtype=F64)))
+    # an image's log p(x|z) is thousands of nats: exp() underflows to 0, a logsumexp does not
+    out.append((-3000 + 5 * torch.randn(10, 3, generator=g, dtype=F64), -8 + torch.randn(10, 3, generator=g, dtype=F64),
+                -6 + torch.randn(10, 3, generator=g, dtype=F64)))
+    return out
+
+
+# -- latent interpolation --------------------------------------------------------------------------------------
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    """(d,), (d,) -> (steps, d): the points (1 - t) z0 + t z1 for t = 0, 1/(steps - 1), ..., 1."""
+    ts = torch.linspace(0, 1, steps, dtype=z0.dtype)
+    return torch.stack([lerp(z0, z1, float(t)) for t in ts])
+
+
+def interpolate_cases() -> list[tuple]:
+    g = _gen(504)
+    return [(torch.randn(2, generator=g, dtype=F64), torch.randn(2, generator=g, dtype=F64), 9),
+            (torch.randn(16, generator=g, dtype=F64), torch.randn(16, generator=g, dtype=F64), 2),  # the endpoints only
+            (torch.zeros(4, dtype=F64), torch.ones(4, dtype=F64), 5),
+            (torch.randn(8, generator=g, dtype=F64), torch.randn(8, generator=g, dtype=F64), 12)]
+
+
+register(Exercise("lab05.reparameterize", reparameterize_cases, reparameterize_and_gradients, rtol=1e-5, atol=1e-6,
+                  describe="z = mu + sigma eps, and gradients reach mu and logvar"))
+register(Exercise("lab05.kl_to_prior", kl_cases, kl_to_prior, rtol=1e-6, atol=1e-8,
+                  describe="closed form, one value per example; 0 when q is the prior"))
+register(Exercise("lab05.elbo_loss", elbo_cases, elbo_loss, rtol=1e-6, atol=1e-6,
+                  describe="summed over pixels and latents, averaged over the batch, beta on the KL"))
+register(Exercise("lab05.iwae_bound", iwae_cases, iwae_bound, rtol=1e-7, atol=1e-6,
+                  describe="k = 1 and 64, and log-weights near -3000 nats where exp() underflows"))
+register(Exercise("lab05.interpolate", interpolate_cases, interpolate, rtol=1e-7, atol=1e-9,
+                  describe="endpoints included, evenly spaced"))
