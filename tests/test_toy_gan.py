@@ -113,7 +113,8 @@ def test_train_ring_gan_short_run_and_configs():
     assert [s for s, _ in run.snapshots] == [0, 10, 20]
     assert run.snapshots[-1][1].shape == (2000, 2)
     assert set(run.metrics) >= {"modes", "high_quality"} and 0 <= run.metrics["modes"] <= 8
-    assert BASELINE.r1 == 0 and REMEDY.r1 > 0 and BASELINE.loss == "non-saturating"
+    assert BASELINE.loss == REMEDY.loss == "non-saturating" and BASELINE.d_steps == REMEDY.d_steps == 1
+    assert BASELINE.lr_d > BASELINE.lr_g and REMEDY.lr_d == REMEDY.lr_g and BASELINE.pack == 1 and REMEDY.pack == 2
 
 
 def test_one_thread_restores_thread_count():
@@ -126,3 +127,14 @@ def test_one_thread_restores_thread_count():
 def test_ring_gan_bench_is_found():
     from course_lib.bench import find_benchmarks
     assert "ring-gan" in find_benchmarks()
+
+
+def test_packed_discriminator_gives_each_group_one_logit():
+    gan = ToyGAN(GANConfig(hidden=8, depth=1, pack=2), seed=0)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    logits = gan.logits(x)  # (6,): pairs (0, 1), (2, 3), (4, 5)
+    by_hand = gan.D.net(x.reshape(3, 4))[:, 0]  # the MLP on each pair's 4 coordinates
+    assert torch.equal(logits, by_hand.repeat_interleave(2))
+    assert torch.allclose(discriminator_loss(logits, logits), discriminator_loss(by_hand, by_hand))
+    with pytest.raises(ValueError, match="divisible"):
+        gan.logits(x[:5])

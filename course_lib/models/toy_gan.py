@@ -6,7 +6,7 @@ Three layers, as everywhere in the course:
   * the process: `ToyGAN` is the generic `GAN` (models/gan.py) with two MLPs; `Trainer` runs its phases.
 
     ring = Mixture.ring()                                          # 8 Gaussians on a circle
-    run = train_ring_gan(course, ToyGANConfig(d_steps=2, r1=1.0))  # the shared training loop
+    run = train_ring_gan(course, REMEDY)                           # the shared training loop
     ring_metrics(run.gan.sample(2000), ring)                       # {'modes': 8, 'high_quality': 0.9, ...}
 """
 from __future__ import annotations
@@ -38,6 +38,24 @@ def mlp(in_dim: int, out_dim: int, hidden: int = 128, depth: int = 3) -> nn.Sequ
     return nn.Sequential(*layers, nn.Linear(d, out_dim))
 
 
+class Packed(nn.Module):
+    """PacGAN's discriminator (Lin et al. 2018): judge `pack` samples at once, one logit per group.
+
+    x (B, d) -> groups (B / pack, pack * d) -> net -> (B / pack, 1), repeated to (B, 1) so that every
+    sample carries its group's logit (a mean over samples is then the mean over groups).
+    """
+
+    def __init__(self, net: nn.Module, pack: int) -> None:
+        super().__init__()
+        self.net, self.pack = net, pack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) % self.pack:
+            raise ValueError(f"a packed discriminator needs batches divisible by pack={self.pack}; got {len(x)}.")
+        groups = x.reshape(len(x) // self.pack, -1)  # (B / pack, pack * d)
+        return self.net(groups).repeat_interleave(self.pack, dim=0)  # (B, 1)
+
+
 # -- the process: the generic GAN with two MLPs -------------------------------------------------------
 @dataclass
 class ToyGANConfig(GANConfig):
@@ -47,6 +65,7 @@ class ToyGANConfig(GANConfig):
     data_dim: int = 2
     hidden: int = 128
     depth: int = 3
+    pack: int = 1  # PacGAN: D sees `pack` samples side by side (all real or all generated); 1: plain D
 
 
 class ToyGAN(GAN):
@@ -62,7 +81,9 @@ class ToyGAN(GAN):
         c = config or ToyGANConfig()
         with seeded(seed):  # initial weights from `seed`, global RNG untouched
             generator = mlp(c.z_dim, c.data_dim, c.hidden, c.depth)  # z (B, z_dim) -> x (B, data_dim)
-            discriminator = mlp(c.data_dim, 1, c.hidden, c.depth)  # x (B, data_dim) -> logit (B, 1)
+            discriminator = mlp(c.data_dim * c.pack, 1, c.hidden, c.depth)  # x (B, data_dim) -> logit (B, 1)
+            if c.pack > 1:
+                discriminator = Packed(discriminator, c.pack)  # x (B, data_dim) -> (B / pack) groups -> (B, 1)
         super().__init__(generator, discriminator, c, seed=seed, d_loss=d_loss, g_loss=g_loss)
 
 
@@ -107,8 +128,12 @@ def one_thread(device: torch.device | str = "cpu"):
         torch.set_num_threads(before)
 
 
-BASELINE = ToyGANConfig()  # the standard GAN: non-saturating loss, one D step per G step, no penalty
-REMEDY = ToyGANConfig(r1=1.0)  # the same with an R1 gradient penalty on the discriminator
+# Mode collapse on the ring (lecture 01, section 6). BASELINE: the standard GAN (non-saturating loss, one
+# D step per G step) with a discriminator that learns 10x faster than the generator; the generator ends on
+# one or two modes. REMEDY: the learning rates balanced, and D judges pairs of samples (PacGAN), so a
+# batch whose samples all sit on the same modes is easy to tell from real data.
+BASELINE = ToyGANConfig(lr_g=1e-4, lr_d=1e-3)
+REMEDY = ToyGANConfig(lr_g=1e-3, lr_d=1e-3, pack=2)
 
 
 @dataclass
@@ -152,7 +177,7 @@ def train_ring_gan(course, config: ToyGANConfig | None = None, steps: int | None
 
 
 def bench_ring_gan(course) -> dict:
-    """Toy GAN on the 8-Gaussian ring: baseline versus R1 remedy, modes covered and high-quality fraction."""
+    """Toy GAN on the 8-Gaussian ring: baseline versus remedy (balanced rates, PacGAN), modes covered and high-quality fraction."""
     import time
 
     out = {"steps": course.profile.toy_steps, "batch": course.profile.toy_batch}
