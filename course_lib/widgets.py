@@ -457,3 +457,150 @@ def add_static_fallbacks(nb) -> int:
                 output["data"].update(static_bundle(state, view["model_id"]))
                 done += 1
     return done
+
+
+# -- the explorers of lecture 05 (VAE): a 2D latent space, and paths between encoded images -------------------
+_CLASS_COLOURS = "tab10"
+
+
+class LatentExplorer(Explorer):
+    """A two-dimensional latent space: two sliders place z, the decoded image updates, and the point
+    moves on a scatter of the encodings of real images coloured by class.
+
+    `decode` maps latents (n, 2) to images (n, C, H, W) in [0, 1]; `codes` (N, 2) are encodings of
+    images (for a VAE: the posterior means of test images) with their `labels` (N,) indexing `classes`.
+    State after each update: `z` (1, 2), `decoded` (1, C, H, W), `nearest` (the index of the closest
+    code), `values`.
+    """
+
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], codes: torch.Tensor, labels: torch.Tensor,
+                 classes: list[str], z: tuple[float, float] = (0.0, 0.0), lim: float = 3.0, step: float = 0.05) -> None:
+        codes, labels = torch.as_tensor(codes).detach().float().cpu(), torch.as_tensor(labels).cpu()
+        if codes.ndim != 2 or codes.shape[1] != 2 or len(labels) != len(codes):
+            raise ValueError(f"codes must be (N, 2) latents with one label each; got codes of shape {tuple(codes.shape)} "
+                             f"and {len(labels)} labels. A VAE with z_dim=2 gives them (its posterior means).")
+        if not all(-lim <= v <= lim for v in z):
+            raise ValueError(f"the starting point {z} must lie in the sliders' range [-{lim}, {lim}].")
+        self.decode, self.codes, self.labels, self.classes = decode, codes, labels, list(classes)
+        controls = {"z1": _slider(z[0], -lim, lim, step, "z1"), "z2": _slider(z[1], -lim, lim, step, "z2")}
+        super().__init__(controls, figsize=(7.5, 3.5))
+        self.readout = W.HTML()
+        self.widget = self.view(W.HBox([controls["z1"], controls["z2"]], layout=W.Layout(flex_flow="row wrap")),
+                                self.readout)
+        grid = self.fig.add_gridspec(1, 5)
+        self._ax_image, self._ax_codes = self.fig.add_subplot(grid[0, :2]), self.fig.add_subplot(grid[0, 2:])
+        self.lim = lim
+        self._artists = None
+        self.start()
+
+    def update(self) -> None:
+        z1, z2 = (float(self.controls[k].value) for k in ("z1", "z2"))
+        self.z = torch.tensor([[z1, z2]])
+        self.decoded = _check_decode(self.decode, self.z)  # (1, C, H, W)
+        distances = (self.codes - self.z).norm(dim=1)  # (N,)
+        self.nearest = int(distances.argmin())
+        near_class = self.classes[int(self.labels[self.nearest])]
+        log_prior = float(-0.5 * self.z.pow(2).sum() - math.log(2 * math.pi))  # log N(z; 0, I_2)
+        self.values = {"z1": z1, "z2": z2, "log p(z)": log_prior, "nearest code": float(distances[self.nearest])}
+        self.readout.value = (f"z = (<b>{z1:.4f}</b>, <b>{z2:.4f}</b>) &nbsp; log N(z; 0, I) = <b>{log_prior:.4f}</b> "
+                              f"&nbsp; nearest test encoding: <b>{self.values['nearest code']:.4f}</b> away, a "
+                              f"{html.escape(near_class)}")
+        pixels = _pixels(self.decoded)
+        if self._artists is None:
+            ax = self._ax_codes
+            ax.scatter(self.codes[:, 0].numpy(), self.codes[:, 1].numpy(), c=self.labels.numpy(), cmap=_CLASS_COLOURS,
+                       vmin=-0.5, vmax=9.5, s=4, alpha=0.6)
+            (marker,) = ax.plot([], [], "k*", markersize=14, markeredgecolor="w")
+            ax.set_xlim(-self.lim, self.lim), ax.set_ylim(-self.lim, self.lim), ax.set_aspect("equal")
+            ax.set_xlabel("z1"), ax.set_ylabel("z2"), ax.set_title("test encodings, coloured by class", fontsize=9)
+            self._artists = {"image": _image_axes(self._ax_image, pixels[0]), "marker": marker}
+            self.fig.tight_layout()
+        self._ax_image.set_title(f"decode(z): near a {near_class}"[:40], fontsize=9)
+        self._artists["image"].set_data(pixels[0])
+        self._artists["marker"].set_data([z1], [z2])
+        self.render()
+
+
+class PairInterpolationExplorer(Explorer):
+    """The straight path between the encodings of two chosen images, decoded as you move along it.
+
+    `encode` maps images (n, C, H, W) to latents (n, d) (for a VAE: the posterior means); `decode`
+    maps latents back to images in [0, 1]; `images` (N, C, H, W) are the images to choose from
+    (test images). Two sliders pick the images by index, `t` moves along the path, and the button
+    picks a random pair (from its own seeded generator). The figure shows image A, the decoded
+    point at t and image B, and a strip of decoded frames along the path.
+    State after each update: `z_a`, `z_b`, `z_t` (1, d), `frames` (F, C, H, W), `values`.
+    """
+
+    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+                 images: torch.Tensor, pair: tuple[int, int] = (0, 1), t: float = 0.5, frames: int = 8,
+                 seed: int = 0) -> None:
+        images = torch.as_tensor(images).detach().float().cpu()
+        n = len(images)
+        if images.ndim != 4 or n < 2:
+            raise ValueError(f"images must be (N, C, H, W) with N >= 2 to choose pairs from, got {tuple(images.shape)}.")
+        if not all(0 <= i < n for i in pair):
+            raise ValueError(f"pair {pair} must index the {n} images (0 to {n - 1}).")
+        self.encode, self.decode, self.images, self.n_frames = encode, decode, images, frames
+        self._random = torch.Generator().manual_seed(seed)
+        controls = {"t": _slider(t, 0.0, 1.0, 0.05, "t"),
+                    "image A": W.IntSlider(value=pair[0], min=0, max=n - 1, description="image A"),
+                    "image B": W.IntSlider(value=pair[1], min=0, max=n - 1, description="image B")}
+        super().__init__(controls, figsize=(7.5, 3.6))
+        self.button = W.Button(description="random pair", tooltip="two other images, drawn at random")
+        self.button.on_click(lambda _: self.random_pair())
+        self.readout = W.HTML()
+        self.widget = self.view(W.HBox([controls["t"], W.VBox([controls["image A"], controls["image B"]]), self.button],
+                                       layout=W.Layout(flex_flow="row wrap")), self.readout)
+        grid = self.fig.add_gridspec(2, frames, height_ratios=[2, 1])
+        third = frames // 3
+        self._ax_top = [self.fig.add_subplot(grid[0, i * third:(i + 1) * third]) for i in range(3)]
+        self._ax_frames = [self.fig.add_subplot(grid[1, i]) for i in range(frames)]
+        self._artists = None
+        self.start()
+
+    def random_pair(self) -> None:
+        """Set both sliders to a random pair of distinct images, different from the current pair."""
+        n, current = len(self.images), (self.controls["image A"].value, self.controls["image B"].value)
+        while True:
+            a, b = torch.randperm(n, generator=self._random)[:2].tolist()
+            if (a, b) != current:
+                break
+        with self.controls["image A"].hold_trait_notifications():
+            self.controls["image A"].value = a
+        self.controls["image B"].value = b
+
+    def update(self) -> None:
+        c = {k: w.value for k, w in self.controls.items()}
+        ends = self.images[[c["image A"], c["image B"]]]  # (2, C, H, W)
+        with torch.no_grad():
+            codes = self.encode(ends)
+        if codes.ndim != 2 or len(codes) != 2:
+            raise ValueError(f"encode(images) must map (n, C, H, W) images to (n, d) latents; for 2 images it "
+                             f"returned shape {tuple(codes.shape)}.")
+        self.z_a, self.z_b = codes[:1].float().cpu(), codes[1:].float().cpu()
+        t = float(c["t"])
+        self.z_t = (1 - t) * self.z_a + t * self.z_b  # (1, d)
+        ts = torch.linspace(0, 1, self.n_frames)[:, None]  # (F, 1)
+        path = (1 - ts) * self.z_a + ts * self.z_b  # (F, d)
+        decoded = _check_decode(self.decode, torch.cat([self.z_t, path])).float().cpu()  # (1 + F, C, H, W)
+        self.frames = decoded[1:]
+        gap = float((self.z_a - self.z_b).norm())
+        self.values = {"t": t, "|z_A - z_B|": gap, "|z_t|": float(self.z_t.norm())}
+        self.readout.value = (f"t = <b>{t:.4f}</b> &nbsp; |z_A − z_B| = <b>{gap:.4f}</b> &nbsp; "
+                              f"|z_t| = <b>{self.values['|z_t|']:.4f}</b> (images {c['image A']} and {c['image B']})")
+        pixels = _pixels(torch.cat([ends[:1], decoded[:1], ends[1:]]))
+        frames = _pixels(self.frames)
+        titles = [f"image A (#{c['image A']})", f"decoded at t = {t:.2f}", f"image B (#{c['image B']})"]
+        if self._artists is None:
+            self._artists = {"top": [_image_axes(ax, im) for ax, im in zip(self._ax_top, pixels)],
+                             "frames": [_image_axes(ax, im) for ax, im in zip(self._ax_frames, frames)]}
+            self.fig.tight_layout()
+        for ax, title in zip(self._ax_top, titles):
+            ax.set_title(title, fontsize=9)
+        for artist, im in zip(self._artists["top"] + self._artists["frames"], pixels + frames):
+            artist.set_data(im)
+        self.render()
+
+
+__all__ += ["LatentExplorer", "PairInterpolationExplorer"]

@@ -218,3 +218,64 @@ def test_arithmetic_errors_say_what_to_pass():
         ArithmeticExplorer(decode, {"p": torch.randn(D)}, classify3, ["x", "y", "z"])
     e = ArithmeticExplorer(decode, latents, classify3, ["x", "y"])  # 3 probabilities for 2 classes
     assert isinstance(e.error, ValueError) and "(n, 2)" in str(e.error)
+
+
+# -- the VAE explorers (lecture 05), on fixed random maps --------------------------------------------------------
+from course_lib.widgets import LatentExplorer, PairInterpolationExplorer  # noqa: E402
+
+_W2 = torch.randn(2, 64, generator=torch.Generator().manual_seed(1))
+
+
+def decode2(z):  # (n, 2) -> (n, 1, 8, 8) in [0, 1]
+    return torch.sigmoid(z @ _W2).reshape(-1, 1, 8, 8)
+
+
+def encode16(images):  # (n, 1, 8, 8) -> (n, D)
+    return images.flatten(1) @ _W.T
+
+
+def test_latent_explorer_decodes_the_slider_point_and_finds_the_nearest_code():
+    codes = torch.tensor([[0.0, 0.0], [1.0, 1.0], [-2.0, 0.5]])
+    e = LatentExplorer(decode2, codes, torch.tensor([0, 1, 2]), ["a", "b", "c"], z=(0.5, 0.5))
+    assert e.error is None and torch.allclose(e.decoded, decode2(torch.tensor([[0.5, 0.5]])))
+    before = e.image.value
+    e.controls["z1"].value, e.controls["z2"].value = -1.8, 0.4
+    assert torch.equal(e.z, torch.tensor([[-1.8, 0.4]])) and e.nearest == 2 and e.image.value != before
+    assert e.values["log p(z)"] == pytest.approx(-0.5 * (1.8 ** 2 + 0.4 ** 2) - math.log(2 * math.pi))
+    assert e.values["nearest code"] == pytest.approx(math.hypot(0.2, 0.1), abs=1e-6)
+    assert all(f"{v:.4f}" in e.readout.value for v in e.values.values()) and "a c" in e.readout.value
+
+
+def test_latent_explorer_explains_bad_codes_and_decoders():
+    with pytest.raises(ValueError, match=r"\(N, 2\) latents"):
+        LatentExplorer(decode2, torch.zeros(3, 4), torch.zeros(3), ["a"])
+    with pytest.raises(ValueError, match="sliders' range"):
+        LatentExplorer(decode2, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), ["a"], z=(5.0, 0.0))
+    e = LatentExplorer(lambda z: decode2(z).flatten(1), torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), ["a"])
+    assert isinstance(e.error, ValueError) and "(n, C, H, W)" in str(e.error)
+
+
+def test_pair_interpolation_walks_between_the_two_encodings():
+    images = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    e = PairInterpolationExplorer(encode16, decode, images, pair=(3, 7), t=0.25)
+    za, zb = encode16(images[3:4]), encode16(images[7:8])
+    assert e.error is None and torch.allclose(e.z_a, za) and torch.allclose(e.z_b, zb)
+    assert torch.allclose(e.z_t, 0.75 * za + 0.25 * zb, atol=1e-6)
+    assert torch.allclose(e.frames[0], decode(za), atol=1e-6) and torch.allclose(e.frames[-1], decode(zb), atol=1e-6)
+    assert e.values["|z_A - z_B|"] == pytest.approx(float((za - zb).norm()), rel=1e-5)
+    before, values = e.image.value, dict(e.values)
+    e.controls["t"].value = 1.0
+    assert torch.allclose(e.z_t, zb, atol=1e-6) and e.image.value != before and e.values != values
+    assert all(f"{v:.4f}" in e.readout.value for v in e.values.values())
+
+
+def test_pair_interpolation_button_draws_a_new_distinct_pair():
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    e = PairInterpolationExplorer(encode16, decode, images, pair=(0, 1))
+    for _ in range(20):
+        old, picture = (e.controls["image A"].value, e.controls["image B"].value), e.image.value
+        e.button.click()
+        new = (e.controls["image A"].value, e.controls["image B"].value)
+        assert new != old and new[0] != new[1] and e.image.value != picture and e.error is None
+    with pytest.raises(ValueError, match="must index the 5 images"):
+        PairInterpolationExplorer(encode16, decode, images, pair=(0, 5))
