@@ -3,7 +3,7 @@
     gan = CGAN(cgan_config(course, "fashion-mnist"), seed=course.seed)       # projection D, labels
     run = train_cgan(course, gan, course.load_data("fashion-mnist"))
     gan.sample(10, cond=torch.arange(10))                                    # one of each class
-    cap = CGAN(cgan_config(course, "fashion-mnist", condition="caption", matching_aware=True))
+    cap = CGAN(cgan_config(course, "fashion-mnist", condition="caption"))
     train_cgan(course, cap, data); cap.sample(4, cond=["dark large wide trouser"] * 4)
 
 The generator is DCGAN's (models/dcgan.py) fed [z, e(c)]: the noise concatenated with a learned
@@ -64,8 +64,9 @@ class CGANConfig(DCGANConfig):
     embed_dim: int = 32  # size of G's condition embedding e(c), concatenated with z
     map_channels: int = 10  # the concat D's condition maps: e(c) of this size, broadcast to H x W
     d_kind: str = "projection"  # "projection" (Miyato and Koyama 2018) or "concat" (a label map)
-    matching_aware: bool = False  # GAN-CLS: D also rejects real images with a wrong condition
+    matching_aware: bool = True  # GAN-CLS: D also rejects real images with a wrong condition
     condition: str = "label"  # "label" (class ids) or "caption" (token ids of measured captions)
+    text_pool: str = "sum"  # the TextEncoder's bag of words: "sum" or "mean" of the word embeddings
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,16 +235,27 @@ def attribute_accuracy(images: torch.Tensor, captions: Sequence[str], captioner:
 
 
 class TextEncoder(nn.Module):
-    """Bag of words: token ids (B, L), 0 = padding -> the mean of the words' embeddings (B, dim)."""
+    """Bag of words: token ids (B, L), 0 = padding -> the sum (or mean) of the words' embeddings (B, dim).
 
-    def __init__(self, vocab_size: int, dim: int) -> None:
+    Either ignores the order of the words. The sum is the default: a mean over a 4-word caption
+    scales the class word's share, and its learning rate, by 1/4: on Fashion-MNIST (cpu profile,
+    279 steps, pooled projection D) the caption model's class accuracy was 0.12 with the mean, 0.28
+    with the sum.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, pool: str = "sum") -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)  # the pad row stays 0
+        if pool not in ("sum", "mean"):
+            raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}.")
+        self.pool = pool
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)  # the pad row is 0 and gets no gradient
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         assert tokens.ndim == 2, f"TextEncoder takes token ids (B, L), got {tuple(tokens.shape)}; see Captioner.encode"
-        count = (tokens != 0).sum(1, keepdim=True).clamp(min=1)  # (B, 1) words, padding excluded
-        return self.embed(tokens).sum(1) / count  # (B, L, dim) -> (B, dim)
+        total = self.embed(tokens).sum(1)  # (B, L, dim) -> (B, dim); padding adds 0
+        if self.pool == "sum":
+            return total
+        return total / (tokens != 0).sum(1, keepdim=True).clamp(min=1)  # over the words, padding excluded
 
 
 # -- the networks -------------------------------------------------------------------------------------------
@@ -251,7 +263,7 @@ def _encoder(c: CGANConfig, dim: int) -> nn.Module:
     """e(c): class id (B,) -> (B, dim), or caption tokens (B, L) -> (B, dim)."""
     if c.condition == "label":
         return nn.Embedding(c.n_classes, dim)
-    return TextEncoder(len(vocabulary(DATASETS[c.dataset].classes)), dim)
+    return TextEncoder(len(vocabulary(DATASETS[c.dataset].classes)), dim, c.text_pool)
 
 
 def concat_noise(z: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
@@ -301,16 +313,25 @@ class ProjectionDiscriminator(nn.Module):
         super().__init__()
         body = Discriminator(c).net
         self.phi, self.psi = body[:-1], body[-1]  # (B, 2w, s, s) features; a conv over them -> (B, 1, 1, 1)
-        self.embed = _encoder(c, 2 * c.width)
-        for m in self.embed.modules():  # small start: the class term grows as D learns it
+        s = c.image_size // 4
+        self.embed = _encoder(c, 2 * c.width * s * s)  # e(y) has one weight per feature of the whole map
+        for m in self.embed.modules():  # N(0, 0.02) like psi's weights: the class term starts as small as psi
             if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, 0.0, 0.1)
+                nn.init.normal_(m.weight, 0.0, 0.02)
                 if m.padding_idx is not None:
                     m.weight.data[m.padding_idx] = 0
 
+    def head(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Features phi(x) (B, 2w, s, s) and conditions -> logits (B,).
+
+        phi(x) is the whole flattened map, not Miyato and Koyama's global sum: clothes differ by
+        where things are. On Fashion-MNIST (cpu profile, 279 steps, matching-aware) the pooled
+        features gave class accuracy 0.62, the whole map 0.85.
+        """
+        return projection_logits(self.psi(h).flatten(1)[:, 0], h.flatten(1), self.embed(cond).to(h.dtype))
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.phi(x)  # (B, 2w, s, s)
-        return projection_logits(self.psi(h).flatten(1)[:, 0], h.mean((2, 3)), self.embed(cond).to(h.dtype))
+        return self.head(self.phi(x), cond)
 
 
 # -- the matching-aware loss and wrong conditions ------------------------------------------------------------
@@ -399,7 +420,13 @@ class CGAN(GAN):
         real, cond = self._unpack(batch)
         with torch.no_grad():
             fake = self.generate(self.z(len(real)), cond)
-        r, w, f = (self.logits(x, k).float() for x, k in ((real, cond), (real, self.wrong(cond)), (fake, cond)))
+        wrong = self.wrong(cond)
+        if isinstance(self.D, ProjectionDiscriminator):  # phi(real) once for both conditions: the same numbers
+            h = self.D.phi(real)
+            r, w = self.D.head(h, cond).float(), self.D.head(h, wrong).float()
+        else:
+            r, w = self.logits(real, cond).float(), self.logits(real, wrong).float()
+        f = self.logits(fake, cond).float()
         if self.ma_loss is not None:
             loss = self.ma_loss(r, w, f)
         else:  # the same average for any loss: D's loss against the wrong pairs and against the fakes
@@ -536,7 +563,7 @@ def bench_cgan(course, dataset: str = "fashion-mnist", steps: int | None = None)
         x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
         ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
         fds = torch.tensor(per_class_fd(x, labels, reference))
-        cap = CGAN(cgan_config(course, dataset, condition="caption", matching_aware=True), seed=course.seed)
+        cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
         cap_run = train_cgan(course, cap, data, steps=steps, snapshots=0, train_config=quiet)
         captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
         xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
