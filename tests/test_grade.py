@@ -1,4 +1,4 @@
-"""The grader (course_lib.grading) on submissions made from lab 00 and lab 01.
+"""The grader (course_lib.grading) on submissions made from labs 00 to 03.
 
 One module-scoped fixture builds every submission (blank, solution, and each broken or hostile
 variant), grades each lab's batch once through the command line, and every test reads the JSON
@@ -29,7 +29,8 @@ from course_lib.exercises import get_exercise, to_plain
 from course_lib.notebooks import REPO_ROOT, course_meta
 
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
-LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples"}
+LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples",
+        "lab03": "03_dcgan"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -66,7 +67,7 @@ def drop_calls(nb, name: str) -> None:
 
 def make_submissions(dest: Path) -> dict[str, list[Path]]:
     """Every fixture submission, written under dest/<lab>/; returns the paths per lab."""
-    subs: dict[str, dict[str, object]] = {"lab00": {}, "lab01": {}, "lab02": {}}
+    subs: dict[str, dict[str, object]] = {lab: {} for lab in LABS}
     subs["lab00"]["blank00"] = read("labs", "lab00")
     subs["lab00"]["solution00"] = read("solutions", "lab00")
 
@@ -95,6 +96,16 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
              "d = torch.cdist(fake.double(), real.double())\n"
              "return float((d < radii(real)[None]).any(1).double().mean()), float((d.T < radii(fake)[None]).any(1).double().mean())")
     subs["lab02"]["off_by_one02"] = nb
+
+    subs["lab03"]["blank03"] = read("labs", "lab03")
+    subs["lab03"]["solution03"] = read("solutions", "lab03")
+    nb = read("solutions", "lab03")  # the penalty's gradient taken without create_graph: no gradient reaches the critic
+    set_body(nb, "lab03.gradient_penalty",
+             "e = eps.reshape(-1, *[1] * (real.ndim - 1))\n"
+             "x_hat = (e * real + (1 - e) * fake).detach().requires_grad_(True)\n"
+             "(grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)\n"
+             "return (grad.reshape(len(grad), -1).norm(dim=1) - 1).pow(2).mean()")
+    subs["lab03"]["no_create_graph03"] = nb
 
     subs["lab01"]["blank01"] = read("labs", "lab01")
     subs["lab01"]["solution01"] = read("solutions", "lab01")
@@ -174,7 +185,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01", "blank02"):
+    for student in ("blank00", "blank01", "blank02", "blank03"):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -185,6 +196,7 @@ def test_solutions_score_full_marks(graded):
     assert points(graded, "solution00") == full_marks(graded, "lab00")
     assert points(graded, "solution01") == full_marks(graded, "lab01")
     assert points(graded, "solution02") == full_marks(graded, "lab02")
+    assert points(graded, "solution03") == full_marks(graded, "lab03")
     assert graded["by"]["solution01"]["runs"] == 1
 
 
@@ -192,6 +204,12 @@ def test_solutions_score_full_marks(graded):
 def test_lab02_off_by_one_neighbour_loses_exactly_that_exercise(graded):
     want = full_marks(graded, "lab02") | {"lab02.precision_recall": 0.0}
     assert points(graded, "off_by_one02") == want
+
+
+@pytest.mark.slow
+def test_lab03_penalty_without_create_graph_loses_exactly_that_exercise(graded):
+    want = full_marks(graded, "lab03") | {"lab03.gradient_penalty": 0.0}
+    assert points(graded, "no_create_graph03") == want
 
 
 @pytest.mark.slow
