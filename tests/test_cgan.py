@@ -174,6 +174,7 @@ def test_caption_models_take_strings_and_label_models_refuse_them(digits):
         gan.sample(2, cond=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="labels"):
         CGAN(small()).sample(2, cond="dark two")
+    assert CGAN(small()).sample(2, cond=7).shape == (2, 1, 8, 8), "one class id for every sample"
     with pytest.raises(ValueError, match="cond"):
         CGAN(small()).sample(2)
 

@@ -397,10 +397,10 @@ class CGAN(GAN):
                 raise ValueError("this CGAN is conditioned on labels: pass class ids, not captions.")
             return self.captioner.encode(cond).to(self.device)
         cond = torch.as_tensor(cond, device=self.device).long()
-        if self.captioner is not None and cond.ndim == 1:
+        if self.captioner is not None and cond.ndim < 2:
             raise ValueError(f"this CGAN is conditioned on captions: pass strings, e.g. "
-                             f"{' '.join(p[1] for p in ATTRIBUTES)} {self.captioner.vocab[-1]}'.")
-        return cond
+                             f"'{' '.join(p[1] for p in ATTRIBUTES)} {self.captioner.vocab[-1]}'.")
+        return cond.reshape(1) if cond.ndim == 0 else cond  # one class id -> (1,)
 
     def _unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
         x, cond = super()._unpack(batch)
@@ -545,7 +545,7 @@ def train_cgan(course, gan: CGAN, data: ImageData, steps: int | None = None, epo
 
 
 # -- the bench ----------------------------------------------------------------------------------------------
-def bench_cgan(course, dataset: str = "fashion-mnist", steps: int | None = None) -> dict:
+def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
     """Label CGAN (projection D) and caption CGAN: FD, class accuracy, per-class FD, attribute accuracy."""
     from ..evaluators import manifest
     from ..metrics import evaluate
@@ -559,12 +559,12 @@ def bench_cgan(course, dataset: str = "fashion-mnist", steps: int | None = None)
     out: dict = {"dataset": dataset, "train_images": len(data), "width": course.profile.width}
     with one_thread(course.device):
         gan = CGAN(cgan_config(course, dataset), seed=course.seed)
-        run = train_cgan(course, gan, data, steps=steps, snapshots=0, train_config=quiet)
+        run = train_cgan(course, gan, data, snapshots=0, train_config=quiet)
         x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
         ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
         fds = torch.tensor(per_class_fd(x, labels, reference))
         cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
-        cap_run = train_cgan(course, cap, data, steps=steps, snapshots=0, train_config=quiet)
+        cap_run = train_cgan(course, cap, data, snapshots=0, train_config=quiet)
         captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
         xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
         cap_labels = torch.tensor([cap.captioner.parse(t)[0] for t in captions])
