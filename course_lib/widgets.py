@@ -369,7 +369,7 @@ class ArithmeticExplorer(Explorer):
                               f"{html.escape(c['B'])}); cos(z, C) = <b>{cos_c:.4f}</b>; the classifier says "
                               f"<b>{html.escape(self.classes[top])}</b> (p = <b>{float(self.probs[top]):.4f}</b>)")
         pixels = _pixels(self.images)
-        for ax, title in zip(self._axes, [c["A"], f"− {c['B']}", f"+ {c['C']}", "= result"]):
+        for ax, title in zip(self._axes, [c["A"], f"− {c['B']}", f"+ {c['C']}", f"= result ({c['amount']:.2f})"]):
             ax.set_title(title[:18], fontsize=8)
         if self._artists is None:
             ax = self._ax_probs
