@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DATASETS, ImageData
-from ..runs import load_or_train
+from ..runs import train_with_snapshots
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .dcgan import DCGAN, DCGANConfig, Discriminator, Generator
@@ -511,41 +511,11 @@ def train_cgan(course, gan: CGAN, data: ImageData, steps: int | None = None, epo
     if gan.captioner is not None:
         gan.captioner.fit(data.images, data.labels)  # a loaded checkpoint restores its own
     fixed = gan.z(n_cols or max(1, course.profile.n_show // gan.config.n_classes), generator=course.generator(2))
-    run = CGANRun(gan, None)  # type: ignore[arg-type]
-
-    def snapshot(step: int) -> None:
-        if run.snapshots and run.snapshots[-1][0] == step:
-            return
-        was_training = gan.training
-        gan.eval()
-        run.snapshots.append((step, class_grid(gan, fixed)))
-        gan.train(was_training)
-
-    def hook(trainer: Trainer) -> None:
-        if snapshots:
-            snapshot(trainer.step)
-        if callback is not None:
-            callback(trainer)
-
     batches = data.batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=True)
-    if steps is None:
-        steps = len(batches) * epochs if epochs is not None else max(len(batches) * course.profile.epochs,
-                                                                     course.profile.min_steps)
-    config = train_config or TrainConfig(log_every=max(1, steps // 50))
-    if snapshots:
-        config = dataclasses.replace(config, callback_every=max(1, steps // snapshots))
-        snapshot(0)
-    with one_thread(course.device):
-        if checkpoint is not None:
-            run.trainer = load_or_train(gan, batches, checkpoint, steps=steps, train_config=config, callback=hook,
-                                        retrain=retrain)
-        else:
-            run.trainer = Trainer(gan, train_config=config)
-            run.trainer.fit(batches, steps=steps, callback=hook)
-    if snapshots and run.trainer.status == "loaded":
-        snapshot(run.trainer.step)
-    gan.eval()
-    return run
+    trainer, shots = train_with_snapshots(course, gan, batches, lambda: class_grid(gan, fixed), steps=steps,
+                                          epochs=epochs, checkpoint=checkpoint, snapshots=snapshots,
+                                          train_config=train_config, callback=callback, retrain=retrain)
+    return CGANRun(gan, trainer, shots)
 
 
 # -- the bench ----------------------------------------------------------------------------------------------

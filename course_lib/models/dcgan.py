@@ -22,7 +22,6 @@ ready for `course_lib.metrics.evaluate`.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from ..data import ImageData
-from ..runs import load_or_train
+from ..runs import train_with_snapshots
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
@@ -213,43 +212,11 @@ def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, e
     """
     gan.to(course.device)
     fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
-    run = DCGANRun(gan, None)  # type: ignore[arg-type]
-
-    def snapshot(step: int) -> None:
-        if run.snapshots and run.snapshots[-1][0] == step:  # fit's final callback may repeat a step
-            return
-        was_training = gan.training
-        gan.eval()  # batchnorm with its running statistics: a sample does not depend on its batch
-        with torch.no_grad():
-            run.snapshots.append((step, gan.decode(gan.generate(fixed, ema=True)).float().cpu()))
-        gan.train(was_training)
-
-    def hook(trainer: Trainer) -> None:
-        if snapshots:
-            snapshot(trainer.step)
-        if callback is not None:
-            callback(trainer)
-
     batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
-    if steps is None:
-        steps = len(batches) * epochs if epochs is not None else max(len(batches) * course.profile.epochs,
-                                                                     course.profile.min_steps)
-    total = steps
-    config = train_config or TrainConfig(log_every=max(1, total // 50))
-    if snapshots:
-        config = dataclasses.replace(config, callback_every=max(1, total // snapshots))
-        snapshot(0)  # the untrained generator (also before loading a finished run: the same seed, the same weights)
-    with one_thread(course.device):
-        if checkpoint is not None:
-            run.trainer = load_or_train(gan, batches, checkpoint, steps=total, train_config=config, callback=hook,
-                                        retrain=retrain)
-        else:
-            run.trainer = Trainer(gan, train_config=config)
-            run.trainer.fit(batches, steps=total, callback=hook)
-    if snapshots and run.trainer.status == "loaded":
-        snapshot(run.trainer.step)
-    gan.eval()
-    return run
+    trainer, shots = train_with_snapshots(course, gan, batches, lambda: gan.decode(gan.generate(fixed, ema=True)).float().cpu(),
+                                          steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots,
+                                          train_config=train_config, callback=callback, retrain=retrain)
+    return DCGANRun(gan, trainer, shots)
 
 
 # -- the bench ----------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ bits a lossless code built on the model would spend per pixel.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runs import load_or_train
+from ..runs import train_with_snapshots
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
@@ -465,40 +464,12 @@ def train_vae(course, vae: VAE, data: ImageData, steps: int | None = None, epoch
     fixed_x = data.images[:n].to(vae.device)  # the same training images every time
     if vae.config.binarize:
         fixed_x = binarize(fixed_x, course.generator(3, device=vae.device))
-    run = VAERun(vae, None)  # type: ignore[arg-type]
-
-    def snapshot(step: int) -> None:
-        if run.snapshots and run.snapshots[-1][0] == step:  # fit's final callback may repeat a step
-            return
-        with torch.no_grad():
-            run.snapshots.append((step, vae.decode(fixed_z).float().cpu(), vae.reconstruct(fixed_x).float().cpu()))
-
-    def hook(trainer: Trainer) -> None:
-        if snapshots:
-            snapshot(trainer.step)
-        if callback is not None:
-            callback(trainer)
-
     batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
-    if steps is None:
-        steps = len(batches) * epochs if epochs is not None else max(len(batches) * course.profile.epochs,
-                                                                     course.profile.min_steps)
-    total = steps
-    config = train_config or TrainConfig(log_every=max(1, total // 50))
-    if snapshots:
-        config = dataclasses.replace(config, callback_every=max(1, total // snapshots))
-        snapshot(0)
-    with one_thread(course.device):
-        if checkpoint is not None:
-            run.trainer = load_or_train(vae, batches, checkpoint, steps=total, train_config=config, callback=hook,
-                                        retrain=retrain)
-        else:
-            run.trainer = Trainer(vae, train_config=config)
-            run.trainer.fit(batches, steps=total, callback=hook)
-    if snapshots and run.trainer.status == "loaded":
-        snapshot(run.trainer.step)
-    vae.eval()
-    return run
+    trainer, shots = train_with_snapshots(
+        course, vae, batches, lambda: (vae.decode(fixed_z).float().cpu(), vae.reconstruct(fixed_x).float().cpu()),
+        steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
+        callback=callback, retrain=retrain)
+    return VAERun(vae, trainer, shots)
 
 
 # -- evaluation and the bench -------------------------------------------------------------------------------------
