@@ -1,4 +1,4 @@
-"""The grader (course_lib.grading) on submissions made from labs 00 to 03.
+"""The grader (course_lib.grading) on submissions made from labs 00 to 05.
 
 One module-scoped fixture builds every submission (blank, solution, and each broken or hostile
 variant), grades each lab's batch once through the command line, and every test reads the JSON
@@ -30,7 +30,7 @@ from course_lib.notebooks import REPO_ROOT, course_meta
 
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
 LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples",
-        "lab03": "03_dcgan"}
+        "lab03": "03_dcgan", "lab05": "05_vae"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -106,6 +106,14 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
              "(grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)\n"
              "return (grad.reshape(len(grad), -1).norm(dim=1) - 1).pow(2).mean()")
     subs["lab03"]["no_create_graph03"] = nb
+
+    subs["lab05"]["blank05"] = read("labs", "lab05")
+    subs["lab05"]["solution05"] = read("solutions", "lab05")
+    nb = read("solutions", "lab05")  # the reconstruction averaged over pixels: the KL weighed 64 to 784 times too much
+    set_body(nb, "lab05.elbo_loss",
+             "log_px = -F.binary_cross_entropy_with_logits(logits, x)\n"
+             "return -(log_px - beta * kl_to_prior(mu, logvar)).mean()")
+    subs["lab05"]["pixel_mean05"] = nb
 
     subs["lab01"]["blank01"] = read("labs", "lab01")
     subs["lab01"]["solution01"] = read("solutions", "lab01")
@@ -185,7 +193,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01", "blank02", "blank03"):
+    for student in ("blank00", "blank01", "blank02", "blank03", "blank05"):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -197,6 +205,7 @@ def test_solutions_score_full_marks(graded):
     assert points(graded, "solution01") == full_marks(graded, "lab01")
     assert points(graded, "solution02") == full_marks(graded, "lab02")
     assert points(graded, "solution03") == full_marks(graded, "lab03")
+    assert points(graded, "solution05") == full_marks(graded, "lab05")
     assert graded["by"]["solution01"]["runs"] == 1
 
 
@@ -210,6 +219,12 @@ def test_lab02_off_by_one_neighbour_loses_exactly_that_exercise(graded):
 def test_lab03_penalty_without_create_graph_loses_exactly_that_exercise(graded):
     want = full_marks(graded, "lab03") | {"lab03.gradient_penalty": 0.0}
     assert points(graded, "no_create_graph03") == want
+
+
+@pytest.mark.slow
+def test_lab05_per_pixel_mean_loses_exactly_the_elbo_loss(graded):
+    want = full_marks(graded, "lab05") | {"lab05.elbo_loss": 0.0}
+    assert points(graded, "pixel_mean05") == want
 
 
 @pytest.mark.slow
