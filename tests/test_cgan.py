@@ -8,7 +8,7 @@ from course_lib.models import GenerativeProcess, Process
 from course_lib.models.cgan import (ATTRIBUTES, CGAN, VOCAB, Captioner, CGANConfig, ConcatDiscriminator,
                                     ConditionalGenerator, ProjectionDiscriminator, TextEncoder, attributes,
                                     bench_cgan_digits, caption, cgan_config, class_accuracy, class_grid,
-                                    condition_maps, encode_caption, fit_thresholds, matching_aware_d_loss,
+                                    condition_maps, encode_caption, fit_thresholds, matching_aware_d_loss, per_class_metrics,
                                     projection_logits, train_cgan, wrong_captions, wrong_labels)
 from course_lib.models.gan import discriminator_loss
 from course_lib.train import TrainConfig, Trainer
@@ -227,6 +227,34 @@ def test_class_grid_rows_are_classes_and_columns_share_noise(course):
     assert not torch.allclose(rows[0], rows[1]), "rows differ by class"
 
 
+def test_embeddings_between_classes_reach_the_generator(course):
+    gan = CGAN(small(), seed=1).eval().requires_grad_(False)
+    z, e = torch.randn(4, 8), gan.embed([2, 2, 7, 7])
+    assert e.shape == (4, 6) and torch.equal(e[0], gan.G.embed.weight[2])
+    assert torch.allclose(gan.generate_embedded(z, e), gan.decode(gan.generate(z, gan.condition([2, 2, 7, 7]))))
+    mid = gan.generate_embedded(z[:1], 0.5 * (e[:1] + e[2:3]))  # halfway between two classes: a valid image
+    assert mid.shape == (1, 1, 8, 8) and 0 <= float(mid.min()) and float(mid.max()) <= 1
+    cap = CGAN(small(condition="caption")).eval()
+    cap.captioner.fit(torch.rand(20, 1, 8, 8), torch.arange(20) % 10)
+    same = cap.embed(["dark small narrow two", "narrow two small dark"])
+    assert torch.allclose(same[0], same[1], atol=1e-6)  # a bag of words: the order is lost
+
+
+def test_per_class_metrics_see_a_collapse_inside_one_class(course, digits):
+    test = course.load_data("digits", "test", device="cpu")
+    x, y = digits.images[:300], digits.labels[:300]
+    honest = per_class_metrics(x, y, test)
+    assert len(honest) == 10 and all(m["recall"] > 0.5 and m["fd"] < 50 for m in honest)
+    collapsed = x.clone()
+    threes = torch.nonzero(y == 3).flatten()
+    collapsed[threes] = x[threes[0]]  # every 3 is one and the same 3
+    broken = per_class_metrics(collapsed, y, test)
+    assert broken[3]["recall"] < 0.2 and broken[3]["fd"] > 3 * honest[3]["fd"]
+    assert all(broken[k] == honest[k] for k in range(10) if k != 3)
+    with pytest.raises(ValueError, match="need more than 5"):
+        per_class_metrics(x[:20], y[:20], test)
+
+
 def test_class_accuracy_of_real_images_is_the_classifiers(digits):
     assert class_accuracy(digits.images[:300], digits.labels[:300], "digits") > 0.95
     assert class_accuracy(digits.images[:300], (digits.labels[:300] + 1) % 10, "digits") < 0.1
@@ -244,6 +272,7 @@ def test_bench_in_smoke_returns_the_figures():
     course = setup(profile="smoke", quiet=True)
     out = bench_cgan_digits(course)
     keys = {"train_seconds", "images_per_second", "fd", "fd_floor", "class_accuracy", "classifier_accuracy",
-            "fd_class_worst", "fd_class_median", "precision", "recall", "attribute_accuracy", "eval_n"}
+            "fd_class_worst", "fd_class_median", "recall_class_worst", "recall_class_median", "precision", "recall",
+            "attribute_accuracy", "eval_n"}
     assert keys <= set(out), keys - set(out)
     assert out["class_accuracy"] > 0.3 and out["attribute_accuracy"] > 0.5

@@ -279,3 +279,85 @@ def test_pair_interpolation_button_draws_a_new_distinct_pair():
         assert new != old and new[0] != new[1] and e.image.value != picture and e.error is None
     with pytest.raises(ValueError, match="must index the 5 images"):
         PairInterpolationExplorer(encode16, decode, images, pair=(0, 5))
+
+
+# -- the conditional-GAN explorers (lecture 04), on fixed random maps ----------------------------------------------
+from course_lib.widgets import CaptionExplorer, ClassExplorer  # noqa: E402
+
+K_EMB = 4
+_TABLE = torch.randn(3, K_EMB, generator=torch.Generator().manual_seed(2))
+_WE = torch.randn(K_EMB, 64, generator=torch.Generator().manual_seed(3))
+
+
+def embed3(labels):  # (n,) -> (n, K_EMB)
+    return _TABLE[labels]
+
+
+def decode_ze(z, e):  # (n, D), (n, K_EMB) -> (n, 1, 8, 8) in [0, 1]
+    return torch.sigmoid(z @ _W + 3 * e @ _WE).reshape(-1, 1, 8, 8)
+
+
+def test_class_explorer_mixes_the_two_embeddings_with_the_noise_fixed():
+    e = ClassExplorer(embed3, decode_ze, D, ["x", "y", "z"], classify3, start=(0, 2), t=0.0, n=4, seed=5)
+    z = torch.randn(4, D, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(e.z, z) and torch.allclose(e.images, decode_ze(z, _TABLE[[0, 0, 0, 0]])) and e.error is None
+    assert torch.allclose(e.probs, classify3(e.images).mean(0)) and e.values["p(A)"] == pytest.approx(float(e.probs[0]))
+    e.controls["t"].value = 1.0  # class B, the same noise
+    assert torch.allclose(e.images, decode_ze(z, _TABLE[[2, 2, 2, 2]]), atol=1e-6) and torch.equal(e.z, z)
+    e.controls["t"].value = 0.5
+    assert torch.allclose(e.e, 0.5 * (_TABLE[0] + _TABLE[2])[None], atol=1e-6)
+    assert f"{e.values['p(B)']:.4f}" in e.readout.value
+
+
+def test_class_explorer_directions_are_orthonormal_and_move_the_noise():
+    e = ClassExplorer(embed3, decode_ze, D, ["x", "y", "z"], classify3, n=3, directions=3)
+    assert torch.allclose(e.directions @ e.directions.T, torch.eye(3), atol=1e-5)
+    before, png = e.z.clone(), e.image.value
+    e.controls["direction 2"].value = 1.5
+    assert torch.allclose(e.z - before, 1.5 * e.directions[1].expand(3, -1), atol=1e-5) and e.image.value != png
+    e.controls["seed"].value = 99
+    e.button.click()  # wraps around
+    assert e.controls["seed"].value == 0
+
+
+def test_class_explorer_explains_bad_arguments_and_functions():
+    with pytest.raises(ValueError, match="must name two of the 3 classes"):
+        ClassExplorer(embed3, decode_ze, D, ["x", "y", "z"], classify3, start=(0, 3))
+    with pytest.raises(ValueError, match="directions must be between 1"):
+        ClassExplorer(embed3, decode_ze, D, ["x", "y", "z"], classify3, directions=0)
+    e = ClassExplorer(lambda y: _TABLE[y][:, None], decode_ze, D, ["x", "y", "z"], classify3)
+    assert isinstance(e.error, ValueError) and "(n, k) embeddings" in str(e.error)
+    e = ClassExplorer(embed3, lambda z, c: decode_ze(z, c).flatten(1), D, ["x", "y", "z"], classify3)
+    assert isinstance(e.error, ValueError) and "(m, C, H, W)" in str(e.error)
+
+
+WORDS = ["dark", "light", "cat", "dog"]
+
+
+def caption_generate(text, z):  # a caption of known words -> (n, 1, 8, 8); brightness from "light"
+    words = text.split()
+    if not words or any(w not in WORDS for w in words):
+        raise ValueError(f"unknown word(s) in {text!r}. Captions are made of these words: {', '.join(WORDS)}.")
+    return torch.sigmoid(z @ _W + (2.0 if "light" in words else -2.0)).reshape(-1, 1, 8, 8)
+
+
+def test_caption_explorer_draws_for_the_typed_caption_and_shows_errors_in_place():
+    score = lambda images, text: {"bright": float((images.mean((1, 2, 3)) > 0.5).double().mean())}  # noqa: E731
+    e = CaptionExplorer(caption_generate, D, "dark cat", WORDS, score=score, n=5, seed=2)
+    z = torch.randn(5, D, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(e.images, caption_generate("dark cat", z)) and e.error is None
+    dark = e.values["mean intensity"]
+    e.controls["caption"].value = "light cat"
+    assert e.values["mean intensity"] > dark and e.values["bright"] > 0.5 and f"{e.values['bright']:.4f}" in e.readout.value
+    png = e.image.value
+    e.controls["caption"].value = "light cow"  # an unknown word: the error is shown, the figure kept and marked stale
+    assert isinstance(e.error, ValueError) and "cat, dog" in str(e.error)
+    assert e.image.value == png and e.image.layout.border == e.STALE
+    e.controls["caption"].value = ""
+    assert isinstance(e.error, ValueError)
+    e.controls["caption"].value = "dog light"
+    assert e.error is None and e.image.layout.border == e.FRESH
+    e.button.click()
+    assert e.controls["seed"].value == 3
+    with pytest.raises(ValueError, match=r"seed must lie in \[0, 99\]"):
+        CaptionExplorer(caption_generate, D, "cat", WORDS, seed=100)

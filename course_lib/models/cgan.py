@@ -57,7 +57,7 @@ __all__ = ["CGANConfig", "CGAN", "cgan_config", "train_cgan", "CGANRun", "Condit
            "ConcatDiscriminator", "ProjectionDiscriminator", "TextEncoder", "Captioner", "concat_noise",
            "condition_maps", "projection_logits", "matching_aware_d_loss", "wrong_labels", "wrong_captions",
            "attributes", "fit_thresholds", "caption", "encode_caption", "vocabulary", "class_words", "VOCAB",
-           "ATTRIBUTES", "attribute_accuracy", "class_accuracy", "per_class_fd", "class_grid", "BENCHMARKS"]
+           "ATTRIBUTES", "attribute_accuracy", "class_accuracy", "per_class_fd", "per_class_metrics", "class_grid", "BENCHMARKS"]
 
 
 @dataclass
@@ -295,7 +295,11 @@ class ConditionalGenerator(nn.Module):
         self.net = Generator(dataclasses.replace(c, z_dim=c.z_dim + c.embed_dim))
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(concat_noise(z, self.embed(cond)))
+        return self.from_embedding(z, self.embed(cond))
+
+    def from_embedding(self, z: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        """z (B, z_dim) and a condition's embedding e(c) (B, embed_dim) -> images: any point between classes too."""
+        return self.net(concat_noise(z, embedded))
 
 
 class ConcatDiscriminator(nn.Module):
@@ -406,6 +410,17 @@ class CGAN(GAN):
                              f"'{' '.join(p[1] for p in ATTRIBUTES)} {self.captioner.vocab[-1]}'.")
         return cond.reshape(1) if cond.ndim == 0 else cond  # one class id -> (1,)
 
+    def _generator(self, ema: bool) -> ConditionalGenerator:
+        return self.G_ema if ema and self.G_ema is not None else self.G
+
+    def embed(self, cond: Any, ema: bool = True) -> torch.Tensor:
+        """G's embedding e(c) (B, embed_dim) of conditions (class ids or captions), from the sampling generator."""
+        return self._generator(ema).embed(self.condition(cond))
+
+    def generate_embedded(self, z: torch.Tensor, embedded: torch.Tensor, ema: bool = True) -> torch.Tensor:
+        """Images in [0, 1] from noise (B, z_dim) and embeddings (B, embed_dim), e.g. (1 - t) e(a) + t e(b)."""
+        return self.decode(self._generator(ema).from_embedding(z.to(self.device), embedded.to(self.device)))
+
     def _unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
         x, cond = super()._unpack(batch)
         if self.captioner is not None and cond.ndim == 1:  # labels -> the tokens of the images' captions
@@ -465,14 +480,29 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor, dataset: str = "f
     return float((logits.argmax(1).cpu() == torch.as_tensor(labels).cpu()).double().mean())
 
 
-def per_class_fd(images: torch.Tensor, labels: torch.Tensor, real: ImageData) -> list[float]:
-    """The Fréchet distance of each class's samples to the real images of that class (evaluator features)."""
-    from ..metrics import features, frechet_distance
+def per_class_metrics(images: torch.Tensor, labels: torch.Tensor, real: ImageData) -> list[dict[str, float]]:
+    """For each class k: the Fréchet distance, precision and recall of the samples meant as k against the real
+    images of class k (evaluator features). A model that collapses inside a class keeps a fair FD overall and
+    loses recall here."""
+    from ..metrics import K, features, frechet_distance, prdc
 
     f, _ = features(images, real.name)
     f_real, _ = features(real.images.to(images.device), real.name)
     labels, real_labels = torch.as_tensor(labels).to(f.device), real.labels.to(f_real.device)
-    return [frechet_distance(f_real[real_labels == k], f[labels == k]) for k in range(len(real.classes))]
+    out = []
+    for k in range(len(real.classes)):
+        mine, theirs = f[labels == k], f_real[real_labels == k]
+        if min(len(mine), len(theirs)) <= K:  # a k-NN ball needs k neighbours
+            raise ValueError(f"class {k} has {len(mine)} samples and {len(theirs)} real images: per-class metrics "
+                             f"need more than {K} of each (draw more samples, balanced over the classes).")
+        pr = prdc(theirs, mine)
+        out.append({"fd": frechet_distance(theirs, mine), "precision": pr["precision"], "recall": pr["recall"]})
+    return out
+
+
+def per_class_fd(images: torch.Tensor, labels: torch.Tensor, real: ImageData) -> list[float]:
+    """The Fréchet distance of each class's samples to the real images of that class (evaluator features)."""
+    return [m["fd"] for m in per_class_metrics(images, labels, real)]
 
 
 @torch.no_grad()
@@ -536,7 +566,8 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
         run = train_cgan(course, gan, data, snapshots=0, train_config=quiet)
         x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
         ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
-        fds = torch.tensor(per_class_fd(x, labels, reference))
+        per_class = per_class_metrics(x, labels, reference)
+        fds, recalls = (torch.tensor([m[key] for m in per_class]) for key in ("fd", "recall"))
         cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
         cap_run = train_cgan(course, cap, data, snapshots=0, train_config=quiet)
         captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
@@ -550,6 +581,8 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
                 "class_accuracy": round(ev["class_accuracy"], 4),
                 "classifier_accuracy": manifest()[dataset]["test_accuracy"],
                 "fd_class_worst": round(float(fds.max()), 4), "fd_class_median": round(float(fds.median()), 4),
+                "recall_class_worst": round(float(recalls.min()), 4),
+                "recall_class_median": round(float(recalls.median()), 4),
                 "precision": round(ev["precision"], 4), "recall": round(ev["recall"], 4),
                 "caption_train_seconds": round(cap_run.trainer.seconds, 3),
                 "caption_class_accuracy": round(class_accuracy(xc, cap_labels, dataset), 4),
