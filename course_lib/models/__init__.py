@@ -5,6 +5,7 @@
                     k D steps per G step, EMA of G
     toy_gan.py      the GAN process with two MLPs, on the 8-Gaussian ring (lecture 01)
     dcgan.py        the GAN process with DCGAN's conv G and D, 28x28 and 8x8 (lecture 03)
+    pixelcnn.py     PixelCNN and the gated PixelCNN: masked convs, a causality check, bits/dim (lecture 06)
 
 Later lectures add `cgan.py`, `vae.py` and `pixelcnn.py` here.
 
