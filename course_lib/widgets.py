@@ -731,16 +731,17 @@ class CaptionExplorer(Explorer):
     and that message is shown in place of the figure's update. `score(images, caption)` returns named
     fractions in [0, 1] (for the course's caption model: how many of the caption's attribute words
     the samples satisfy, and how many the classifier puts in the caption's class). The vocabulary is
-    listed under the box.
+    listed under the box; `examples`, if given, fill a menu that types one into the box.
     State after each update: `z` (n, d), `images` (n, C, H, W), `scores`, `values`.
     """
 
     def __init__(self, generate: Callable[[str, torch.Tensor], torch.Tensor], z_dim: int, caption: str,
                  vocabulary: list[str], score: Callable[[torch.Tensor, str], Mapping[str, float]] | None = None,
-                 n: int = 8, seed: int = 0, max_seed: int = 99) -> None:
+                 examples: list[str] | None = None, n: int = 8, seed: int = 0, max_seed: int = 99) -> None:
         if not 0 <= seed <= max_seed:
             raise ValueError(f"seed must lie in [0, {max_seed}], got {seed}.")
         self.generate, self.score, self.z_dim, self.n = generate, score, z_dim, n
+        self.examples = list(examples or [])
         controls = {"caption": W.Text(value=caption, description="caption:", continuous_update=False,
                                       placeholder="e.g. " + caption, layout=W.Layout(width="420px")),
                     "seed": W.IntSlider(value=seed, min=0, max=max_seed, description="noise seed")}
@@ -749,8 +750,14 @@ class CaptionExplorer(Explorer):
         self.button.on_click(lambda _: self.resample())
         self.readout = W.HTML()
         words = W.HTML(f"<small>words (any order, press Enter): {html.escape(', '.join(vocabulary))}</small>")
-        self.widget = self.view(W.HBox([controls["caption"], controls["seed"], self.button],
-                                       layout=W.Layout(flex_flow="row wrap")), words, self.readout)
+        row = [controls["caption"], controls["seed"], self.button]
+        if self.examples:  # a menu that types an example into the box (the box is what update() reads)
+            menu = W.Dropdown(options=self.examples, value=caption if caption in self.examples else None,
+                              description="examples:", layout=W.Layout(width="320px"))
+            menu.observe(lambda change: change["new"] and setattr(controls["caption"], "value", change["new"]), names="value")
+            self.controls["example"] = menu
+            row.insert(1, menu)
+        self.widget = self.view(W.HBox(row, layout=W.Layout(flex_flow="row wrap")), words, self.readout)
         self._axes = [self.fig.add_subplot(1, n, i + 1) for i in range(n)]
         self._artists = None
         self.start()

@@ -325,6 +325,40 @@ def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
            lambda s: abs(s["controls"][name][1] - target) <= step / 2 + 1e-9)
     for i in range(buttons.count()):
         change("button", f"clicking button {i}", lambda b=buttons.nth(i): b.click(), None)
+    # text boxes (a caption): a word it cannot read shows its error in place, then a valid text draws again
+    text_names = [n for n in names if kinds[n] == "Text"]
+    boxes = box.locator(".widget-text input")
+    assert boxes.count() == len(text_names), f"{var}: {boxes.count()} text boxes on the page, {len(text_names)} in the kernel"
+    examples = kernel_eval(kc, f"list(getattr({var}, 'examples', []))")
+    for i, name in enumerate(text_names):
+        field = boxes.nth(i)
+
+        def type_text(text, field=field):
+            field.click()
+            page.page.keyboard.press("Control+A")
+            page.page.keyboard.type(text)
+            page.page.keyboard.press("Enter")
+        before = agree(f"before typing into {name}")
+        type_text(f"{before['controls'][name][1]} xyzzy")
+        deadline = time.monotonic() + 15
+        while True:
+            state = kernel_state(kc, var)
+            if state["error"] and "xyzzy" in state["error"] and "xyzzy" in box.inner_text():
+                break
+            assert time.monotonic() < deadline, (f"{var}: an unknown word typed into {name} shows no error on the page "
+                                                 f"(kernel error {state['error']}); page shows:\n{box.inner_text()[-800:]}")
+            time.sleep(0.2)
+        assert png() == before["png"] == state["png"], f"{var}: the figure changed although the text could not be read"
+        assert "dashed" in (img.evaluate("el => getComputedStyle(el).borderStyle") or ""), \
+            f"{var}: the stale figure is not marked while the error stands"
+        target = next((t for t in examples if t != before["controls"][name][1]), None)
+        assert target, f"{var}: give the explorer `examples` (valid texts) so the test can type one"
+        old_src, t0 = img.get_attribute("src"), time.perf_counter()
+        type_text(target)  # not change(): the state before it holds an error on purpose
+        page.page.wait_for_function("([el, src]) => el.src !== src", arg=[img.element_handle(), old_src], timeout=15_000)
+        latencies.setdefault("text box (typed)", []).append(time.perf_counter() - t0)
+        after = agree(f"typing {target!r} into {name}", lambda s, n=name, t=target: s["controls"][n][1] == t)
+        assert after["png"] != before["png"], f"{var}: typing {target!r} into {name} did not change the figure"
     return latencies
 
 

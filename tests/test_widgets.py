@@ -359,5 +359,8 @@ def test_caption_explorer_draws_for_the_typed_caption_and_shows_errors_in_place(
     assert e.error is None and e.image.layout.border == e.FRESH
     e.button.click()
     assert e.controls["seed"].value == 3
+    e = CaptionExplorer(caption_generate, D, "dark cat", WORDS, examples=["dark cat", "light dog"], n=3)
+    e.controls["example"].value = "light dog"  # the menu types its choice into the box
+    assert e.controls["caption"].value == "light dog" and torch.allclose(e.images, caption_generate("light dog", e.z))
     with pytest.raises(ValueError, match=r"seed must lie in \[0, 99\]"):
         CaptionExplorer(caption_generate, D, "cat", WORDS, seed=100)
