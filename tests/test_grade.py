@@ -30,7 +30,7 @@ from course_lib.notebooks import REPO_ROOT, course_meta
 
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
 LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples",
-        "lab03": "03_dcgan", "lab05": "05_vae"}
+        "lab03": "03_dcgan", "lab04": "04_conditional_gan", "lab05": "05_vae"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -106,6 +106,13 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
              "(grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)\n"
              "return (grad.reshape(len(grad), -1).norm(dim=1) - 1).pow(2).mean()")
     subs["lab03"]["no_create_graph03"] = nb
+
+    subs["lab04"]["blank04"] = read("labs", "lab04")
+    subs["lab04"]["solution04"] = read("solutions", "lab04")
+    nb = read("solutions", "lab04")  # the wrong and the fake terms weighed 1 each instead of 1/2
+    set_body(nb, "lab04.matching_aware_d_loss",
+             "return F.softplus(-real_logits).mean() + F.softplus(wrong_logits).mean() + F.softplus(fake_logits).mean()")
+    subs["lab04"]["full_weights04"] = nb
 
     subs["lab05"]["blank05"] = read("labs", "lab05")
     subs["lab05"]["solution05"] = read("solutions", "lab05")
@@ -193,7 +200,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01", "blank02", "blank03", "blank05"):
+    for student in ("blank00", "blank01", "blank02", "blank03", "blank04", "blank05"):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -205,6 +212,7 @@ def test_solutions_score_full_marks(graded):
     assert points(graded, "solution01") == full_marks(graded, "lab01")
     assert points(graded, "solution02") == full_marks(graded, "lab02")
     assert points(graded, "solution03") == full_marks(graded, "lab03")
+    assert points(graded, "solution04") == full_marks(graded, "lab04")
     assert points(graded, "solution05") == full_marks(graded, "lab05")
     assert graded["by"]["solution01"]["runs"] == 1
 
@@ -213,6 +221,7 @@ def test_solutions_score_full_marks(graded):
 @pytest.mark.parametrize("lab, student, exercise", [
     ("lab02", "off_by_one02", "lab02.precision_recall"),  # k-th neighbour counting the point itself
     ("lab03", "no_create_graph03", "lab03.gradient_penalty"),  # no gradient reaches the critic
+    ("lab04", "full_weights04", "lab04.matching_aware_d_loss"),  # weight 1, not 1/2, on the wrong and fake terms
     ("lab05", "pixel_mean05", "lab05.elbo_loss"),  # a per-pixel mean instead of the sum
 ])
 def test_one_classic_bug_loses_exactly_its_exercise(graded, lab, student, exercise):
