@@ -38,7 +38,7 @@ def net_fn(model, label=1):
     return lambda x: model.net(x, torch.full((len(x),), label))
 
 
-# -- masks and causality, checked with autograd -----------------------------------------------------------------------------
+# -- masks and causality, checked with autograd ---------------------------------------------------------------------
 @pytest.mark.parametrize("k", [1, 3, 5, 7])
 def test_masks_keep_exactly_the_pixels_before_the_centre_in_raster_order(k):
     centre = (k // 2) * k + k // 2  # the centre's raster index
@@ -90,7 +90,8 @@ def test_broken_networks_are_caught():
 
 def test_check_causal_takes_any_function_and_names_the_leak():
     ahead = lambda x: torch.roll(x, -1, dims=3)  # noqa: E731  output (i, j) = input (i, j + 1): it peeks ahead
-    with pytest.raises(AssertionError, match=r"output pixel \(0, 0\) depends on input pixel \(0, 1\), which comes after"):
+    leak = r"output pixel \(0, 0\) depends on input pixel \(0, 1\), which comes after"
+    with pytest.raises(AssertionError, match=leak):
         check_causal(ahead, (1, 4, 4))
     behind = lambda x: torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], dim=3)  # noqa: E731  (i, j - 1)
     assert causality_violations(behind, (1, 4, 4)) == []
@@ -124,7 +125,7 @@ def test_the_samplers_pixel_logits_equal_the_full_forward_pass(variant, n_classe
                 assert torch.allclose(model.net.pixel_logits(x, i, j, state, y), full[:, :, i, j], atol=1e-5), (i, j)
 
 
-# -- the likelihood -------------------------------------------------------------------------------------------------------
+# -- the likelihood -------------------------------------------------------------------------------------------------
 def every_image(levels, size=2):
     """All levels^(size^2) images (N, 1, size, size), in [0, 1]."""
     grid = torch.tensor(list(itertools.product(range(levels), repeat=size * size))).float()
@@ -173,7 +174,7 @@ def test_levels_recover_8_bit_data_exactly():
                        torch.tensor([0, 7, 15]))
 
 
-# -- the process ------------------------------------------------------------------------------------------------------------
+# -- the process ----------------------------------------------------------------------------------------------------
 def test_pixelcnn_meets_the_process_contract():
     state = torch.get_rng_state()
     model = PixelCNN(small(), seed=3)
@@ -216,8 +217,9 @@ def test_a_conditional_model_samples_and_scores_per_class():
     model = PixelCNN(small(n_classes=3), seed=0)
     a = model.sample(6, generator=gen(1), condition=torch.arange(6) % 3)
     assert a.shape == (6, 1, 8, 8)
-    assert torch.equal(model.sample(2, generator=gen(1), condition=2), model.sample(2, generator=gen(1), condition=[2, 2]))
-    assert not torch.equal(model.sample(4, generator=gen(1), condition=0), model.sample(4, generator=gen(1), condition=1))
+    draw = lambda n, c: model.sample(n, generator=gen(1), condition=c)  # noqa: E731
+    assert torch.equal(draw(2, 2), draw(2, [2, 2])), "one class id conditions every sample"
+    assert not torch.equal(draw(4, 0), draw(4, 1)), "the class changes the samples"
     x = images(3)
     with torch.no_grad():
         assert not torch.allclose(model.log_prob(x, 0), model.log_prob(x, 1)), "the class changes the likelihood"
@@ -271,11 +273,11 @@ def test_losses_are_float32_under_bf16_autocast(variant):
     assert trainer.status == "done"
 
 
-# -- training, checkpoints and the bench --------------------------------------------------------------------------------------
+# -- training, checkpoints and the bench ----------------------------------------------------------------------------
 def test_pixelcnn_config_takes_sizes_from_the_profile():
     course = setup(profile="smoke", quiet=True)
     c = pixelcnn_config(course, "digits", variant="plain", levels=17)
-    assert (c.image_size, c.variant, c.levels, c.channels, c.n_layers) == (8, "plain", 17, 16, 4)
+    assert (c.image_size, c.variant, c.levels, c.channels, c.n_layers, c.lr) == (8, "plain", 17, 16, 4, 1e-2)
     assert pixelcnn_config(course).image_size == 28 and pixelcnn_config(course).levels == 256
 
 

@@ -1,4 +1,7 @@
-"""PixelCNN (van den Oord et al. 2016a) and the gated PixelCNN (van den Oord et al. 2016b), for 28x28 and 8x8 (lecture 06).
+"""PixelCNN (van den Oord et al. 2016a) and the gated PixelCNN (2016b), for 28x28 and 8x8 (lecture 06).
+
+2016a: Pixel Recurrent Neural Networks (masked convs, types A and B). 2016b: Conditional Image
+Generation with PixelCNN Decoders (vertical and horizontal stacks, gated units, class conditioning).
 
 An autoregressive model writes p(x) exactly, one pixel at a time in raster order (row by row, left to right):
 
@@ -10,7 +13,7 @@ pixels before i only. `causality_violations` / `check_causal` check that with au
 
 Three pieces:
   * masks and layers: `mask(kind, k)`, the (k, k) raster-order mask (type A hides the centre pixel, B
-    shows it), `MaskedConv2d`, and `GatedBlock`, a vertical and a horizontal stack (paper 2, fig. 2);
+    shows it), `MaskedConv2d`, and `GatedBlock`, a vertical and a horizontal stack (2016b, fig. 2);
   * the networks, images (B, 1, H, W) centred on 0 -> logits (B, levels, H, W):
         plain   a masked 7x7 conv of type A, then 3x3 convs of type B. Its receptive field has a blind
                 spot: pixels above and to the right of i that no path reaches (`receptive_field` shows it)
@@ -20,7 +23,12 @@ Three pieces:
 Discretisation: x in [0, 1] becomes the level k = round(x (L - 1)), L = config.levels. With L = 256 on
 8-bit data (Fashion-MNIST: x = k / 255) that is exact, and bits/dim = -log p(x) / (D ln 2) is the
 standard figure. With fewer levels it is the bits/dim of the L-level quantisation of the data: at most
-log2 L, not comparable with 256-level figures (the bench reports `levels` next to `test_bpd`).
+log2 L, not comparable with 256-level figures (the bench reports `levels` next to `test_bpd`). Digits
+are k / 16 (17 levels), which the same rounding places on the 256-level grid, as in vae.py.
+
+Sampling takes H W steps, one per pixel, under no_grad. Only what the next pixel needs is computed: the
+vertical stack sees finished rows only, so it runs once per row (on the rows that reach it), and the
+horizontal stack runs per pixel on its row up to that pixel; a test checks these logits against the full pass.
 
     model = PixelCNN(pixelcnn_config(course, "fashion-mnist"), seed=course.seed)
     run = train_pixelcnn(course, model, course.load_data("fashion-mnist"), checkpoint="runs/pixelcnn.pt")
@@ -44,9 +52,9 @@ from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
 
-__all__ = ["PixelCNNConfig", "mask", "MaskedConv2d", "GatedBlock", "Head", "PlainNet", "GatedNet", "NETWORKS", "PixelCNN",
-           "receptive_field", "causality_violations", "check_causal", "pixelcnn_config", "SIZES", "EPOCHS", "PixelCNNRun",
-           "train_pixelcnn", "BENCHMARKS"]
+__all__ = ["PixelCNNConfig", "mask", "MaskedConv2d", "gate", "GatedBlock", "Head", "PlainNet", "GatedNet", "NETWORKS",
+           "PixelCNN", "receptive_field", "causality_violations", "check_causal", "pixelcnn_config", "SIZES", "EPOCHS",
+           "PixelCNNRun", "train_pixelcnn", "evaluate_bpd", "BENCHMARKS"]
 
 
 @dataclass
@@ -77,7 +85,7 @@ class PixelCNNConfig:
             raise ValueError(f"n_classes is the number of classes to condition on (or None), got {self.n_classes}.")
 
 
-# -- masks and layers -------------------------------------------------------------------------------------------
+# -- masks and layers -----------------------------------------------------------------------------------------------
 def mask(kind: str, kernel_size: int) -> torch.Tensor:
     """The (k, k) mask of a causal conv: 1 on the pixels before the centre in raster order, 0 after.
 
@@ -110,7 +118,7 @@ class MaskedConv2d(nn.Conv2d):
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
-    """(B, 2c, ...) -> tanh(a) * sigmoid(b), (B, c, ...): the gated activation (paper 2, eq. 2)."""
+    """(B, 2c, ...) -> tanh(a) * sigmoid(b), (B, c, ...): the gated activation (2016b, eq. 2)."""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
 
@@ -124,7 +132,7 @@ class GatedBlock(nn.Module):
     horizontal: a (1, p+1) conv padded p columns on the left: columns j-p..j; in the first layer (type A)
         a (1, p) conv shifted one column right: columns j-p..j-1, so x_ij is never seen. A residual
         connection around it from the second layer on.
-    class conditioning: an embedding of the label added inside both gates (paper 2, eq. 4).
+    class conditioning: an embedding of the label added inside both gates (2016b, eq. 4).
     """
 
     def __init__(self, c_in: int, c: int, kernel_size: int, first: bool, n_classes: int | None = None) -> None:
@@ -177,11 +185,11 @@ class Head(nn.Module):
         return self.net(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, H, W, L) viewed as (B, L, H, W)
 
 
-# -- the networks ------------------------------------------------------------------------------------------------
+# -- the networks ---------------------------------------------------------------------------------------------------
 # Both map images (B, 1, H, W) on [-1, 1] and labels (B,) or None to logits (B, L, H, W), and give the sampler
 # the logits of one pixel cheaply: begin_row(x, i) once per row, then pixel_logits(x, i, j, state) per pixel.
 class PlainNet(nn.Module):
-    """PixelCNN (paper 1): MaskedConv2d 7x7 A, then n_layers - 1 ReLU + 3x3 B convs; labels add a bias per layer."""
+    """PixelCNN (2016a): MaskedConv2d 7x7 A, then n_layers - 1 ReLU + 3x3 B convs; labels add a bias per layer."""
 
     def __init__(self, c: PixelCNNConfig) -> None:
         super().__init__()
@@ -211,13 +219,14 @@ class PlainNet(nn.Module):
 
 
 class GatedNet(nn.Module):
-    """Gated PixelCNN (paper 2): n_layers GatedBlocks (the first of type A), then a 1x1 head on the horizontal stack."""
+    """Gated PixelCNN (2016b): n_layers GatedBlocks (the first of type A), then a 1x1 head on the horizontal stack."""
 
     def __init__(self, c: PixelCNNConfig) -> None:
         super().__init__()
         w = c.channels
-        self.blocks = nn.ModuleList([GatedBlock(1, w, c.first_kernel, True, c.n_classes)] +
-                                    [GatedBlock(w, w, c.kernel_size, False, c.n_classes) for _ in range(c.n_layers - 1)])
+        self.blocks = nn.ModuleList(
+            [GatedBlock(1, w, c.first_kernel, True, c.n_classes)] +
+            [GatedBlock(w, w, c.kernel_size, False, c.n_classes) for _ in range(c.n_layers - 1)])
         self.head = Head(w, c.levels)
         # r: how far the receptive field reaches, left, right and up; the vertical stack adds a row (the shift)
         self.reach = c.first_kernel // 2 + (c.n_layers - 1) * (c.kernel_size // 2)
@@ -256,7 +265,7 @@ class GatedNet(nn.Module):
 NETWORKS: dict[str, Callable[[PixelCNNConfig], nn.Module]] = {"plain": PlainNet, "gated": GatedNet}
 
 
-# -- causality, checked with autograd ----------------------------------------------------------------------------------
+# -- causality, checked with autograd -------------------------------------------------------------------------------
 def _input_gradients(model_fn: Callable, shape: tuple[int, int, int], positions: list[tuple[int, int]],
                      generator: torch.Generator | None = None, device: torch.device | str | None = None):
     """|d out[b, :, i_b, j_b] / d x[b]| summed over channels, (len(positions), H, W): one batch row per position.
@@ -316,7 +325,7 @@ def check_causal(model_fn: Callable, shape: tuple[int, int, int], generator: tor
                              f"below the centre row, nothing right of the centre on its row.")
 
 
-# -- the process -----------------------------------------------------------------------------------------------------
+# -- the process ----------------------------------------------------------------------------------------------------
 class PixelCNN(ProcessModule):
     """p(x) = prod_i p(x_i | x_<i), or p(x | y) with n_classes: a causal network and its softmax per pixel.
 
@@ -347,7 +356,8 @@ class PixelCNN(ProcessModule):
         lo, hi = torch.stack(torch.aminmax(x.detach().float())).tolist()
         if lo < 0 or hi > 1:
             raise ValueError(f"{what} must be images in [0, 1], as course_lib.data gives them; got values in "
-                             f"[{lo:.4g}, {hi:.4g}]. Integer levels 0..255: divide by 255. Data in [-1, 1]: (x + 1) / 2.")
+                             f"[{lo:.4g}, {hi:.4g}]. Integer levels 0..255: divide by 255. Data in [-1, 1]: use "
+                             f"(x + 1) / 2.")
 
     def class_ids(self, labels: Any, n: int, what: str = "labels") -> torch.Tensor | None:
         """None, one class id, or n ids -> (n,) long on the device (None for an unconditional model)."""
@@ -467,21 +477,23 @@ class PixelCNN(ProcessModule):
 
 
 # Sizes per profile: a PixelCNN step costs about ten VAE steps (every layer keeps the full H x W), so the cpu profile
-# gets a small net and one epoch (93 steps of 128; about 1.5 s a step on one busy core); the gpu one the size
-# of the paper's smaller models.
-SIZES = {"smoke": {"channels": 16, "n_layers": 4}, "cpu": {"channels": 32, "n_layers": 5},
-         "gpu": {"channels": 128, "n_layers": 12}}
+# gets a small net and one epoch (93 steps of 128, 1.5-2.5 s a step on one core of a busy 2-core machine); the gpu
+# one 128 channels and 12 layers. Short runs need a large step: on the cpu profile's data, 60 steps of a 16-channel
+# net reached 4.89 bits/dim with lr 1e-3, 4.22 with 3e-3 and 3.92 with 1e-2 (most of the early loss is the
+# 256-way marginal, which a small lr learns slowly).
+SIZES = {"smoke": {"channels": 16, "n_layers": 4, "lr": 1e-2}, "cpu": {"channels": 32, "n_layers": 5, "lr": 1e-2},
+         "gpu": {"channels": 128, "n_layers": 12, "lr": 2e-3}}
 EPOCHS = {"cpu": 1, "gpu": 10}  # passes over the training images, where not the profile's own `epochs`
 
 
 def pixelcnn_config(course, dataset: str = "fashion-mnist", **changes) -> PixelCNNConfig:
-    """The course's PixelCNNConfig for a dataset: the image size from the dataset, channels and layers from `SIZES`."""
+    """The course's PixelCNNConfig for a dataset: the image size from the dataset; channels, layers, lr from `SIZES`."""
     size = 8 if dataset == "digits" else 28
     sizes = SIZES.get(course.profile.name, SIZES["cpu"])
     return PixelCNNConfig(**{"image_size": size, **sizes, **changes})
 
 
-# -- training ----------------------------------------------------------------------------------------------------------
+# -- training -------------------------------------------------------------------------------------------------------
 @dataclass
 class PixelCNNRun:
     model: PixelCNN
@@ -518,7 +530,7 @@ def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None =
     return PixelCNNRun(model, trainer, shots)
 
 
-# -- the bench -----------------------------------------------------------------------------------------------------------
+# -- the bench ------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_bpd(model: PixelCNN, data: ImageData, batch_size: int = 250) -> float:
     """Mean bits/dim over `data` (of its L-level quantisation), with the labels for a conditional model."""
