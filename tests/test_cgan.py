@@ -276,3 +276,24 @@ def test_bench_in_smoke_returns_the_figures():
             "attribute_accuracy", "eval_n"}
     assert keys <= set(out), keys - set(out)
     assert out["class_accuracy"] > 0.3 and out["attribute_accuracy"] > 0.5
+
+
+def test_minibatch_std_adds_the_batch_spread_as_one_constant_map():
+    from course_lib.models.cgan import MinibatchStd
+    h = torch.randn(6, 3, 4, 4)
+    out = MinibatchStd()(h)
+    assert out.shape == (6, 4, 4, 4) and torch.equal(out[:, :3], h)
+    assert torch.allclose(out[:, 3], h.std(0, unbiased=False).mean().expand(6, 4, 4))
+    assert float(MinibatchStd()(h[:1].expand(6, -1, -1, -1))[:, 3].abs().max()) == 0  # copies: no spread
+    assert ProjectionDiscriminator(small()).psi.in_channels == 2 * 4 + 1
+    assert ProjectionDiscriminator(small(minibatch_std=False)).psi.in_channels == 2 * 4
+
+
+def test_mode_seeking_pays_g_for_images_that_differ_with_the_noise(digits):
+    batch = (digits.images[:16], digits.labels[:16])
+    on, off = CGAN(small(mode_seeking=1.0), seed=0), CGAN(small(mode_seeking=0.0), seed=0)  # the same weights and noise
+    out_on, out_off = on.generator_loss(batch), off.generator_loss(batch)
+    assert "mode_seeking" not in out_off and float(out_on["mode_seeking"]) > 0
+    assert torch.allclose(out_on["g_loss"], out_off["g_loss"] - out_on["mode_seeking"], atol=1e-6)
+    out_on["g_loss"].backward()
+    assert all(p.grad is not None for p in on.G.parameters() if p.requires_grad)
