@@ -5,9 +5,9 @@
                     k D steps per G step, EMA of G
     toy_gan.py      the GAN process with two MLPs, on the 8-Gaussian ring (lecture 01)
     dcgan.py        the GAN process with DCGAN's conv G and D, 28x28 and 8x8 (lecture 03)
+    cgan.py         conditional GANs: labels or measured captions, concat or projection D, GAN-CLS (lecture 04)
+    vae.py          the VAE: conv encoder and decoder, three likelihoods, ELBO, IWAE, bits/dim (lecture 05)
     pixelcnn.py     PixelCNN and the gated PixelCNN: masked convs, a causality check, bits/dim (lecture 06)
-
-Later lectures add `cgan.py`, `vae.py` and `pixelcnn.py` here.
 
 The contract (`Process` in `base.py`, a typing.Protocol) separates the *networks* (plain
 nn.Modules that map tensors to tensors) from the *process* that owns them: its losses, its
