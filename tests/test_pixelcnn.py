@@ -321,3 +321,11 @@ def test_pixelcnn_benches_are_found_and_report_the_figures():
         assert key in out, key
     assert out["levels"] == 256 and out["steps"] == course.profile.min_steps
     assert 0 < out["test_bpd"] < 8 and out["eval_n"] == 256
+
+
+def test_the_sampling_progress_bar_stays_when_done(capsys):
+    """A finished bar is left in place: in a notebook, a closed bar (leave=False) left its saved output at '0%'."""
+    model = PixelCNN(small(levels=16), seed=0)
+    model.complete(images(2), visible_rows=4, generator=gen(1), progress=True)
+    last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
+    assert "32/32" in last and "100%" in last, f"the bar's last state: {last!r}"

@@ -426,7 +426,7 @@ class PixelCNN(ProcessModule):
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=(s - first_row) * s, desc="sample", leave=False)
+            bar = tqdm(total=(s - first_row) * s, desc="sample", leave=True)  # a notebook saves it finished, not at 0%
         g_device = generator.device if generator is not None else self.device
         for i in range(first_row, s):
             state = self.net.begin_row(x, i, y)  # the rows above: once per row
