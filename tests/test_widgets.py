@@ -364,3 +364,62 @@ def test_caption_explorer_draws_for_the_typed_caption_and_shows_errors_in_place(
     assert e.controls["caption"].value == "light dog" and torch.allclose(e.images, caption_generate("light dog", e.z))
     with pytest.raises(ValueError, match=r"seed must lie in \[0, 99\]"):
         CaptionExplorer(caption_generate, D, "cat", WORDS, seed=100)
+
+
+# -- the completion explorer (lecture 06), on a fake sampler ------------------------------------------------------
+from course_lib.widgets import CompletionExplorer  # noqa: E402
+
+
+def fake_complete(x, visible_rows, temperature, generator):  # keeps the visible rows, fills the rest with noise ** (1/T)
+    out = x.clone()
+    out[..., visible_rows:, :] = torch.rand(out[..., visible_rows:, :].shape, generator=generator) ** (1 / temperature)
+    return out
+
+
+def fake_bits(x):  # (m, C, H, W) -> (m, H, W): a "model" that finds bright pixels costly
+    return 1 + 7 * x.mean(1)
+
+
+def test_completion_explorer_keeps_the_visible_rows_and_draws_the_rest():
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    e = CompletionExplorer(fake_complete, images, bits_fn=fake_bits, index=2, visible_rows=5, n=3, seed=7)
+    want = fake_complete(images[2:3].expand(3, -1, -1, -1), 5, 1.0, torch.Generator().manual_seed(7))
+    assert e.error is None and torch.equal(e.original, images[2:3]) and torch.allclose(e.completions, want)
+    assert torch.equal(e.completions[..., :5, :], images[2:3, :, :5].expand(3, -1, -1, -1))
+    assert e.values["|completion - original| (hidden rows)"] == pytest.approx(float((want - images[2:3])[..., 5:, :].abs().mean()))
+    assert e.values["spread between completions"] == pytest.approx(float(want[..., 5:, :].std(0).mean()))
+    assert e.values["bits/dim, visible rows"] == pytest.approx(float(fake_bits(images[2:3])[0, :5].mean()))
+    assert e.values["bits/dim, completed rows"] == pytest.approx(float(fake_bits(want)[:, 5:].mean()))
+    assert all(f"{v:.4f}" in e.readout.value for v in e.values.values())
+    for name, value in (("image", 4), ("visible rows", 2), ("temperature", 0.5)):  # every control changes both
+        before, png = dict(e.values), e.image.value
+        e.controls[name].value = value
+        assert e.error is None and e.values != before and e.image.value != png, name
+    assert e.values["temperature"] == 0.5 and torch.equal(e.completions[..., :2, :], images[4:5, :, :2].expand(3, -1, -1, -1))
+    before, png, seed = dict(e.values), e.image.value, e.seed
+    e.button.click()  # new samples: the next seed, the same image and rows
+    assert e.seed == seed + 1 and e.values != before and e.image.value != png
+    e.controls["visible rows"].value = 0  # nothing visible: unconditional samples, no visible-rows figure
+    assert e.error is None and "bits/dim, visible rows" not in e.values
+
+
+def test_completion_explorer_explains_bad_arguments_and_functions():
+    images = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\).*unsqueeze"):
+        CompletionExplorer(fake_complete, images[:, 0])
+    with pytest.raises(ValueError, match="must pick one of the 3 images"):
+        CompletionExplorer(fake_complete, images, index=3)
+    with pytest.raises(ValueError, match=r"visible_rows must be between 0 .* and 7"):
+        CompletionExplorer(fake_complete, images, visible_rows=8)
+    with pytest.raises(ValueError, match=r"temperature must lie in \(0, 2.0\]"):
+        CompletionExplorer(fake_complete, images, temperature=0.0)
+    with pytest.raises(ValueError, match="n .* must be >= 1"):
+        CompletionExplorer(fake_complete, images, n=0)
+    e = CompletionExplorer(lambda x, r, t, g: fake_complete(x, r, t, g)[:, 0], images)
+    assert isinstance(e.error, ValueError) and "must return completions of x's shape" in str(e.error)
+    e = CompletionExplorer(lambda x, r, t, g: torch.rand(x.shape, generator=g), images)
+    assert isinstance(e.error, ValueError) and "changed the 4 visible rows" in str(e.error)
+    e = CompletionExplorer(fake_complete, images, bits_fn=lambda x: fake_bits(x).flatten(1))
+    assert isinstance(e.error, ValueError) and "bits per pixel (m, H, W)" in str(e.error)
+    e.controls["image"].value = 1  # the error stays shown, the figure marked stale, the widget usable
+    assert e.image.layout.border == e.STALE
