@@ -658,10 +658,13 @@ class ClassExplorer(Explorer):
             W.HBox([W.VBox([c["class A"], c["class B"], self.button]), W.VBox([c["t"], c["seed"]]),
                     W.VBox([c[f"direction {i + 1}"] for i in range(directions)])], layout=W.Layout(flex_flow="row wrap")),
             self.readout)
-        grid = self.fig.add_gridspec(2, n + 3)
-        self._ax_top = [self.fig.add_subplot(grid[0, i]) for i in range(n)]
-        self._ax_path = [self.fig.add_subplot(grid[1, i]) for i in range(n)]
-        self._ax_probs = self.fig.add_subplot(grid[:, n + 1:])
+        images = self.fig.add_gridspec(2, n, left=0.01, right=0.70, bottom=0.03, top=0.90, wspace=0.05, hspace=0.25)
+        self._ax_top = [self.fig.add_subplot(images[0, i]) for i in range(n)]
+        self._ax_path = [self.fig.add_subplot(images[1, i]) for i in range(n)]
+        self._ax_probs = self.fig.add_subplot(self.fig.add_gridspec(1, 1, left=0.83, right=0.99, bottom=0.15, top=0.90)[0])
+        self._row_titles = (self.fig.text(0.01, 0.95, ""), self.fig.text(0.01, 0.48, "column 1 of the row, t from 0 (A) to 1 (B)"))
+        for text in self._row_titles:
+            text.set_fontsize(9)
         self._artists = None
         self.start()
 
@@ -712,9 +715,7 @@ class ClassExplorer(Explorer):
             ax.set_xlim(0, 1), ax.invert_yaxis(), ax.set_xlabel("mean p(class), top row", fontsize=8)
             self._artists = {"images": [_image_axes(ax, im) for ax, im in zip(self._ax_top + self._ax_path, pixels)],
                              "bars": bars}
-            self.fig.tight_layout()
-        self._ax_top[0].set_title(f"t = {t:.2f}", fontsize=8, loc="left")
-        self._ax_path[0].set_title(f"column 1, A → B", fontsize=8, loc="left")
+        self._row_titles[0].set_text(f"{self.classes[a]} → {self.classes[b]} at t = {t:.2f}, noise seed {c['seed']}")
         for artist, im in zip(self._artists["images"], pixels):
             artist.set_data(im)
         for k, (bar, p) in enumerate(zip(self._artists["bars"], self.probs.tolist())):
