@@ -1,4 +1,4 @@
-"""The grader (course_lib.grading) on submissions made from labs 00 to 05.
+"""The grader (course_lib.grading) on submissions made from labs 00 to 06.
 
 One module-scoped fixture builds every submission (blank, solution, and each broken or hostile
 variant), grades each lab's batch once through the command line, and every test reads the JSON
@@ -30,7 +30,8 @@ from course_lib.notebooks import REPO_ROOT, course_meta
 
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
 LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples",
-        "lab03": "03_dcgan", "lab04": "04_conditional_gan", "lab05": "05_vae"}
+        "lab03": "03_dcgan", "lab04": "04_conditional_gan", "lab05": "05_vae",
+        "lab06": "06_pixelcnn"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -122,6 +123,15 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
              "return -(log_px - beta * kl_to_prior(mu, logvar)).mean()")
     subs["lab05"]["pixel_mean05"] = nb
 
+    subs["lab06"]["blank06"] = read("labs", "lab06")
+    subs["lab06"]["solution06"] = read("solutions", "lab06")
+    nb = read("solutions", "lab06")  # every pixel drawn from one pass on the blank canvas: no pixel sees those before it
+    set_body(nb, "lab06.sampling_loop",
+             "probs = torch.softmax(logits_fn(torch.zeros(n, 1, *shape)), dim=1)  # (n, L, H, W)\n"
+             "k = torch.multinomial(probs.permute(0, 2, 3, 1).reshape(-1, levels), 1, generator=generator)\n"
+             "return k.reshape(n, 1, *shape) / (levels - 1)")
+    subs["lab06"]["one_pass06"] = nb
+
     subs["lab01"]["blank01"] = read("labs", "lab01")
     subs["lab01"]["solution01"] = read("solutions", "lab01")
 
@@ -200,7 +210,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01", "blank02", "blank03", "blank04", "blank05"):
+    for student in ("blank00", "blank01", "blank02", "blank03", "blank04", "blank05", "blank06"):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -214,6 +224,7 @@ def test_solutions_score_full_marks(graded):
     assert points(graded, "solution03") == full_marks(graded, "lab03")
     assert points(graded, "solution04") == full_marks(graded, "lab04")
     assert points(graded, "solution05") == full_marks(graded, "lab05")
+    assert points(graded, "solution06") == full_marks(graded, "lab06")
     assert graded["by"]["solution01"]["runs"] == 1
 
 
@@ -223,6 +234,7 @@ def test_solutions_score_full_marks(graded):
     ("lab03", "no_create_graph03", "lab03.gradient_penalty"),  # no gradient reaches the critic
     ("lab04", "full_weights04", "lab04.matching_aware_d_loss"),  # weight 1, not 1/2, on the wrong and fake terms
     ("lab05", "pixel_mean05", "lab05.elbo_loss"),  # a per-pixel mean instead of the sum
+    ("lab06", "one_pass06", "lab06.sampling_loop"),  # every pixel drawn from the blank canvas's logits
 ])
 def test_one_classic_bug_loses_exactly_its_exercise(graded, lab, student, exercise):
     assert points(graded, student) == full_marks(graded, lab) | {exercise: 0.0}
