@@ -1,16 +1,20 @@
-"""Lab 6 checks: the PixelCNN's pieces, each against the library's own (course_lib.models.pixelcnn).
+"""Lab 6 checks: the PixelCNN's pieces, against the library's (course_lib.models.pixelcnn) or a reference here.
 
-The masks are compared exactly for k = 1, 3, 5, 7 and both kinds. The masked conv is checked through
-`conv_outputs(cls)`: it builds the student's class, then sets every weight (the masked ones too, as
-an optimiser step could) and compares the output and the conv's causality violations, so a conv
-that masks its weights only once, at construction, fails. bits/dim takes several numbers of
-dimensions D. The sampler is checked draw for draw: its contract fixes one torch.multinomial call per
-pixel on all n rows, and each case brings a fresh seeded generator and a deterministic logits
-function whose logits depend on the pixels drawn before (one pass on the blank canvas gives other
-images). The causality cases are networks with smooth activations (tanh), so the set of dependences
-does not depend on the input a checker feeds them; the broken ones are a type B first layer, an
-unmasked middle layer and a function that peeks one pixel ahead. Every case is built from a seeded
-generator, fresh on each call, and leaves the global generator as it was.
+The masks are compared exactly with the library's `mask` for k = 1, 3, 5, 7 and both kinds. The
+masked conv is checked through `conv_outputs(cls)`: it builds the student's class, then sets every
+weight (the masked ones too, as an optimiser step could) and compares the output and the conv's
+causality violations with the library's MaskedConv2d, so a conv that masks its weights only once, at
+construction, fails. bits/dim (here: the library's is a method of PixelCNN) takes several numbers of
+dimensions D. The sampler (here: the library's draws by inverting the cdf, not with multinomial)
+is checked draw for draw: its contract fixes one torch.multinomial call per pixel on all n rows, and
+each case brings a fresh seeded generator and a deterministic logits function whose logits depend on
+the pixels drawn before (one pass on the blank canvas gives other images); tests/test_lab06.py checks
+this reference against the exact chain-rule density. The causality cases, checked against the
+library's `causality_violations`, are stacks with tanh between the layers, so the set of dependences
+does not depend on the input a checker feeds them, the library's gated PixelCNN, and a function that
+peeks one pixel ahead; the broken ones are a type B first layer, an unmasked middle layer and the
+peek. Every case is built from a seeded generator, fresh on each call, and leaves the global
+generator as it was.
 """
 from __future__ import annotations
 
