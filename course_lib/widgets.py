@@ -756,6 +756,9 @@ class CaptionExplorer(Explorer):
             menu = W.Dropdown(options=self.examples, value=caption if caption in self.examples else None,
                               description="examples:", layout=W.Layout(width="320px"))
             menu.observe(lambda change: change["new"] and setattr(controls["caption"], "value", change["new"]), names="value")
+            # and the menu follows the box: it names the typed caption if it is an example, else nothing
+            controls["caption"].observe(lambda change: setattr(menu, "value", change["new"] if change["new"] in self.examples
+                                                               else None), names="value")
             self.controls["example"] = menu
             row.insert(1, menu)
         self.widget = self.view(W.HBox(row, layout=W.Layout(flex_flow="row wrap")), words, self.readout)

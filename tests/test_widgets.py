@@ -362,6 +362,10 @@ def test_caption_explorer_draws_for_the_typed_caption_and_shows_errors_in_place(
     e = CaptionExplorer(caption_generate, D, "dark cat", WORDS, examples=["dark cat", "light dog"], n=3)
     e.controls["example"].value = "light dog"  # the menu types its choice into the box
     assert e.controls["caption"].value == "light dog" and torch.allclose(e.images, caption_generate("light dog", e.z))
+    e.controls["caption"].value = "dark dog"  # typed, not an example: the menu names nothing
+    assert e.controls["example"].value is None and e.error is None
+    e.controls["caption"].value = "dark cat"
+    assert e.controls["example"].value == "dark cat"
     with pytest.raises(ValueError, match=r"seed must lie in \[0, 99\]"):
         CaptionExplorer(caption_generate, D, "cat", WORDS, seed=100)
 
