@@ -262,7 +262,9 @@ def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
                                  f"(kernel error: {state['error']}; kernel values: {state['values']})") from e
         latencies.setdefault(kind, []).append(time.perf_counter() - t0)
         new = agree(what, expect)
-        assert new["png"] != old["png"] and new["values"] != old["values"], f"{var}: {what} changed neither figure nor numbers"
+        assert new["png"] != old["png"] and new["values"] != old["values"], (
+            f"{var}: {what} left the figure {'changed' if new['png'] != old['png'] else 'the same'} and the numbers "
+            f"{new['values']} (before: {old['values']})")
         return new
 
     state = agree("Run All")
@@ -305,14 +307,23 @@ def operate(page: Page, kc, var: str, index: int) -> dict[str, list[float]]:
         state = change("slider (mouse drag, button held)", f"dragging {name}", drag,
                        lambda s: s["controls"][name][1] != old_value)  # the new figure came before release
         page.page.mouse.up()
-        state = agree(f"releasing {name}")
+        # the release may send one last value (and redraw) after the drag's own: wait until the value holds still
+        state, settled = agree(f"releasing {name}"), time.monotonic() + 10
+        while True:
+            page.page.wait_for_timeout(700)
+            again = agree(f"releasing {name}")
+            if again["controls"][name][1] == state["controls"][name][1] and again["png"] == state["png"]:
+                break
+            assert time.monotonic() < settled, f"{var}: {name} kept changing after the mouse was released"
+            state = again
     # the text box beside a slider: type a number, press Enter
     name = next(n for n in slider_names if not state["controls"][n][2])
     i = slider_names.index(name)
     lo, hi = kernel_eval(kc, f"[{var}.controls[{name!r}].min, {var}.controls[{name!r}].max]")
-    target = round(lo + 0.25 * (hi - lo), 2)
+    digits = 0 if kinds[name] == "IntSlider" else 2  # an IntSlider's box reads "24.75" as 24
+    target = round(lo + 0.25 * (hi - lo), digits)
     if abs(target - state["controls"][name][1]) < 1e-9:
-        target = round(lo + 0.75 * (hi - lo), 2)
+        target = round(lo + 0.75 * (hi - lo), digits)
     readout = sliders.nth(i).locator(".widget-readout")
 
     def type_value():
