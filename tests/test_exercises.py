@@ -406,3 +406,28 @@ def test_cli_check_exit_code(tmp_path, monkeypatch, capsys):
     assert notebooks.main(["labs"]) == 0
     assert notebooks.main(["labs", "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def _every_exercise_id() -> list[str]:
+    import importlib
+    import pkgutil
+
+    import course_lib.labs
+    from course_lib.exercises import REGISTRY
+    for info in pkgutil.iter_modules(course_lib.labs.__path__):
+        importlib.import_module(f"course_lib.labs.{info.name}")
+    return sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("exercise_id", _every_exercise_id())
+def test_every_exercise_draws_fresh_and_equal_cases(exercise_id):
+    """A check must not hand the student objects a previous check touched, nor depend on when it runs."""
+    ex = get_exercise(exercise_id)
+    a, b = ex.cases(), ex.cases()
+    assert len(a) == len(b) > 0, f"{exercise_id}: no cases, or a different number each time"
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            if isinstance(u, torch.Tensor):
+                assert torch.equal(u, v) and u is not v, f"{exercise_id}: a case tensor is shared or differs"
+            elif isinstance(u, torch.Generator):
+                assert torch.equal(u.get_state(), v.get_state()) and u is not v, f"{exercise_id}: a generator is shared"

@@ -112,14 +112,6 @@ def test_class_accuracy_check():
             check("lab04.class_accuracy", fn)
 
 
-def test_cases_are_fresh_and_deterministic():
-    for ex_id in ("lab04.condition_input", "lab04.projection_logits", "lab04.matching_aware_d_loss",
-                  "lab04.class_accuracy"):
-        ex = get_exercise(ex_id)
-        a, b = ex.cases(), ex.cases()
-        for x, y in zip(a, b):
-            for u, v in zip(x, y):
-                if isinstance(u, torch.Tensor):
-                    assert torch.equal(u, v) and u is not v
+def test_the_embedding_case_is_a_real_table():  # freshness and determinism: tests/test_exercises.py, every lab
     e = get_exercise("lab04.condition_input").cases()[0][2]
     assert torch.equal(concat_noise(torch.zeros(1, 2), e(torch.tensor([3])))[0, 2:], e.weight[3].detach())
