@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoint import check_same_run, read_checkpoint
 from .train import TrainConfig, Trainer, count_steps
 
-__all__ = ["load_or_train", "train_with_snapshots"]
+__all__ = ["load_or_train", "train_with_snapshots", "training_figures"]
 
 
 def load_or_train(model: nn.Module, batches: Iterable, path: str | Path, *, steps: int | None = None,
@@ -106,3 +106,9 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
         snapshot(trainer.step)
     model.eval()
     return trainer, shots
+
+
+def training_figures(trainer: Trainer) -> dict:
+    """What every bench reports about a finished run: steps, train_seconds and images_per_second."""
+    return {"steps": trainer.step, "train_seconds": round(trainer.seconds, 3),
+            "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1)}

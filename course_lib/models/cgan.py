@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DATASETS, ImageData
-from ..runs import train_with_snapshots
+from ..runs import train_with_snapshots, training_figures
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .dcgan import DCGAN, DCGANConfig, Discriminator, Generator, _init
@@ -613,9 +613,7 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
         xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
         cap_labels = torch.tensor([cap.captioner.parse(t)[0] for t in captions])
     trainer = run.trainer
-    out.update({"d_kind": gan.config.d_kind, "matching_aware": gan.config.matching_aware, "steps": trainer.step,
-                "train_seconds": round(trainer.seconds, 3),
-                "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
+    out.update({"d_kind": gan.config.d_kind, "matching_aware": gan.config.matching_aware, **training_figures(trainer),
                 "fd": round(ev["fd"], 4), "fd_floor": round(ev["fd_floor"], 4),
                 "class_accuracy": round(ev["class_accuracy"], 4),
                 "classifier_accuracy": manifest()[dataset]["test_accuracy"],

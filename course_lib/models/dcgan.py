@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots
+from ..runs import train_with_snapshots, training_figures
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
@@ -242,9 +242,7 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
         trained = figures()
     history, trainer = run.history, run.trainer
     out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
-           "batch_size": min(course.profile.batch_size, len(data)), "steps": trainer.step,
-           "train_seconds": round(trainer.seconds, 3),
-           "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
+           "batch_size": min(course.profile.batch_size, len(data)), **training_figures(trainer),
            "d_loss": round(history["d_loss"][-1], 4), "g_loss": round(history["g_loss"][-1], 4)}
     out.update({k: round(trained[k], 4) for k in FIGURES})
     out["fd_untrained"] = round(untrained["fd"], 4)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots
+from ..runs import train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
@@ -567,9 +567,7 @@ def bench_pixelcnn(course, dataset: str = "fashion-mnist") -> dict:
     trainer, c = run.trainer, model.config
     out: dict = {"dataset": dataset, "train_images": len(train), "test_images": len(test), "variant": c.variant,
                  "levels": c.levels, "channels": c.channels, "n_layers": c.n_layers,
-                 "batch_size": min(course.profile.batch_size, len(train)), "steps": trainer.step,
-                 "train_seconds": round(trainer.seconds, 3),
-                 "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
+                 "batch_size": min(course.profile.batch_size, len(train)), **training_figures(trainer),
                  "train_loss": round(run.history["loss"][-1], 3), "test_bpd": round(bpd, 4),
                  "sample_seconds_per_image": round(sample_seconds / n, 4)}
     out.update({key: round(figures[key], 4) for key in ("fd", "fd_floor", "precision", "recall", "coverage")})

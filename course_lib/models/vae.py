@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots
+from ..runs import train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
@@ -534,9 +534,7 @@ def bench_vae(course, dataset: str = "fashion-mnist") -> dict:
     trainer = run.trainer
     c = vae.config
     out.update({"likelihood": c.likelihood, "z_dim": c.z_dim, "width": c.width,
-                "batch_size": min(course.profile.batch_size, len(train)), "steps": trainer.step,
-                "train_seconds": round(trainer.seconds, 3),
-                "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
+                "batch_size": min(course.profile.batch_size, len(train)), **training_figures(trainer),
                 "train_loss": round(run.history["loss"][-1], 3),
                 "test_elbo_nats": round(figures["elbo"], 3), "test_bpd": round(figures["bpd"], 4),
                 "test_reconstruction_nats": round(figures["reconstruction"], 3), "test_kl_nats": round(figures["kl"], 3),
