@@ -130,6 +130,7 @@ def test_attributes_measure_what_they_say():
 def test_every_word_describes_about_half_of_every_class(digits):
     cap = captioned(digits)
     high = cap.tokens(digits.images, digits.labels)[:, :3] % 2 == 0  # the second word of each pair has an even id
+    assert torch.equal(high, cap.high(digits.images, digits.labels))
     for k in range(10):
         share = high[digits.labels == k].float().mean(0)
         assert ((share - 0.5).abs() < 0.06).all(), (k, share.tolist())

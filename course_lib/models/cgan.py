@@ -58,7 +58,7 @@ __all__ = ["CGANConfig", "CGAN", "cgan_config", "train_cgan", "CGANRun", "Condit
            "ConcatDiscriminator", "ProjectionDiscriminator", "TextEncoder", "Captioner", "concat_noise",
            "condition_maps", "projection_logits", "matching_aware_d_loss", "wrong_labels", "wrong_captions",
            "attributes", "fit_thresholds", "caption", "encode_caption", "vocabulary", "class_words", "VOCAB",
-           "ATTRIBUTES", "attribute_accuracy", "class_accuracy", "per_class_fd", "per_class_metrics", "class_grid", "BENCHMARKS"]
+           "ATTRIBUTES", "attribute_accuracy", "class_accuracy", "per_class_metrics", "class_grid", "BENCHMARKS"]
 
 
 @dataclass
@@ -193,10 +193,15 @@ class Captioner(nn.Module):
         self._check()
         return caption(images, labels, self.thresholds, self.classes)
 
+    def high(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, 3) bool, one column per attribute pair: True where the image earns the pair's second word
+        ("light", "large", "wide") for its class."""
+        self._check()
+        return _high(images, labels, self.thresholds)
+
     def tokens(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The token ids of `caption(images, labels)` without strings: (N, 4) long, on the images' device."""
-        self._check()
-        high = _high(images, labels, self.thresholds).long()  # (N, 3)
+        high = self.high(images, labels).long()  # (N, 3)
         attr = 1 + 2 * torch.arange(len(ATTRIBUTES), device=high.device) + high  # (N, 3): low word or high word
         cls = 1 + 2 * len(ATTRIBUTES) + labels.to(high.device).long()  # (N,)
         return torch.cat([attr, cls[:, None]], 1)
@@ -228,7 +233,7 @@ class Captioner(nn.Module):
         self._check()
         parsed = [self.parse(t) for t in captions]
         labels = torch.tensor([y for y, _ in parsed])
-        high = _high(images, labels, self.thresholds).cpu()  # (N, 3)
+        high = self.high(images, labels).cpu()  # (N, 3)
         hits = [high[i, j] == said[name] for i, (_, said) in enumerate(parsed)
                 for j, (name, _, _) in enumerate(ATTRIBUTES) if name in said]
         if not hits:
@@ -484,7 +489,7 @@ class CGAN(GAN):
         z = self.z(len(real))
         fake = self.generate(z, cond)
         out = {"g_loss": self.g_loss(self.logits(fake, cond).float())}
-        half = len(real) // 2  # pairs (i, i + half) share their condition: the second half reuses the first's
+        half = len(real) // 2  # pairs (fake[i], fake2[i]), i < half: one condition, two noise vectors
         z2 = self.z(half)
         fake2 = self.generate(z2, cond[:half])
         ratio = (fake[:half] - fake2).abs().flatten(1).mean(1).float() / (z[:half] - z2).abs().mean(1).float()
@@ -537,11 +542,6 @@ def per_class_metrics(images: torch.Tensor, labels: torch.Tensor, real: ImageDat
         pr = prdc(theirs, mine)
         out.append({"fd": frechet_distance(theirs, mine), "precision": pr["precision"], "recall": pr["recall"]})
     return out
-
-
-def per_class_fd(images: torch.Tensor, labels: torch.Tensor, real: ImageData) -> list[float]:
-    """The Fréchet distance of each class's samples to the real images of that class (evaluator features)."""
-    return [m["fd"] for m in per_class_metrics(images, labels, real)]
 
 
 @torch.no_grad()
