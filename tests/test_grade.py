@@ -66,11 +66,35 @@ def drop_calls(nb, name: str) -> None:
     nb.cells = [c for c in nb.cells if course_meta(c) or c.cell_type != "code" or f"{name}(" not in c.source]
 
 
+# One classic bug per lab, each costing exactly its exercise: (lab, student, exercise, the buggy body).
+CLASSIC_BUGS = [
+    ("lab02", "off_by_one02", "lab02.precision_recall",  # k-th neighbour counting the point itself
+     "def radii(x):\n    return torch.cdist(x.double(), x.double()).topk(k, dim=1, largest=False).values[:, -1]\n"
+     "d = torch.cdist(fake.double(), real.double())\n"
+     "return float((d < radii(real)[None]).any(1).double().mean()), float((d.T < radii(fake)[None]).any(1).double().mean())"),
+    ("lab03", "no_create_graph03", "lab03.gradient_penalty",  # taken without create_graph: no gradient reaches the critic
+     "e = eps.reshape(-1, *[1] * (real.ndim - 1))\n"
+     "x_hat = (e * real + (1 - e) * fake).detach().requires_grad_(True)\n"
+     "(grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)\n"
+     "return (grad.reshape(len(grad), -1).norm(dim=1) - 1).pow(2).mean()"),
+    ("lab04", "full_weights04", "lab04.matching_aware_d_loss",  # weight 1, not 1/2, on the wrong and fake terms
+     "return F.softplus(-real_logits).mean() + F.softplus(wrong_logits).mean() + F.softplus(fake_logits).mean()"),
+    ("lab05", "pixel_mean05", "lab05.elbo_loss",  # averaged over pixels: the KL weighed 64 to 784 times too much
+     "log_px = -F.binary_cross_entropy_with_logits(logits, x)\n"
+     "return -(log_px - beta * kl_to_prior(mu, logvar)).mean()"),
+    ("lab06", "one_pass06", "lab06.sampling_loop",  # every pixel drawn from one pass on the blank canvas
+     "probs = torch.softmax(logits_fn(torch.zeros(n, 1, *shape)), dim=1)  # (n, L, H, W)\n"
+     "k = torch.multinomial(probs.permute(0, 2, 3, 1).reshape(-1, levels), 1, generator=generator)\n"
+     "return k.reshape(n, 1, *shape) / (levels - 1)"),
+]
+
+
 def make_submissions(dest: Path) -> dict[str, list[Path]]:
     """Every fixture submission, written under dest/<lab>/; returns the paths per lab."""
     subs: dict[str, dict[str, object]] = {lab: {} for lab in LABS}
-    subs["lab00"]["blank00"] = read("labs", "lab00")
-    subs["lab00"]["solution00"] = read("solutions", "lab00")
+    for lab in LABS:  # every lab: the generated blank and its solution
+        subs[lab][f"blank{lab[3:]}"] = read("labs", lab)
+        subs[lab][f"solution{lab[3:]}"] = read("solutions", lab)
 
     nb = read("solutions", "lab00")  # SyntaxError, the check edited to pass the reference, cells reordered, an extra cell
     set_body(nb, "lab00.to_signed", "return 2 * x -")
@@ -89,51 +113,10 @@ def make_submissions(dest: Path) -> dict[str, list[Path]]:
     subs["lab00"]["empty00"] = b""
     subs["lab00"]["not_json00"] = b'{"cells": [ this is not json'
 
-    subs["lab02"]["blank02"] = read("labs", "lab02")
-    subs["lab02"]["solution02"] = read("solutions", "lab02")
-    nb = read("solutions", "lab02")  # k-th neighbour counting the point itself: a classic off-by-one
-    set_body(nb, "lab02.precision_recall",
-             "def radii(x):\n    return torch.cdist(x.double(), x.double()).topk(k, dim=1, largest=False).values[:, -1]\n"
-             "d = torch.cdist(fake.double(), real.double())\n"
-             "return float((d < radii(real)[None]).any(1).double().mean()), float((d.T < radii(fake)[None]).any(1).double().mean())")
-    subs["lab02"]["off_by_one02"] = nb
-
-    subs["lab03"]["blank03"] = read("labs", "lab03")
-    subs["lab03"]["solution03"] = read("solutions", "lab03")
-    nb = read("solutions", "lab03")  # the penalty's gradient taken without create_graph: no gradient reaches the critic
-    set_body(nb, "lab03.gradient_penalty",
-             "e = eps.reshape(-1, *[1] * (real.ndim - 1))\n"
-             "x_hat = (e * real + (1 - e) * fake).detach().requires_grad_(True)\n"
-             "(grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)\n"
-             "return (grad.reshape(len(grad), -1).norm(dim=1) - 1).pow(2).mean()")
-    subs["lab03"]["no_create_graph03"] = nb
-
-    subs["lab04"]["blank04"] = read("labs", "lab04")
-    subs["lab04"]["solution04"] = read("solutions", "lab04")
-    nb = read("solutions", "lab04")  # the wrong and the fake terms weighed 1 each instead of 1/2
-    set_body(nb, "lab04.matching_aware_d_loss",
-             "return F.softplus(-real_logits).mean() + F.softplus(wrong_logits).mean() + F.softplus(fake_logits).mean()")
-    subs["lab04"]["full_weights04"] = nb
-
-    subs["lab05"]["blank05"] = read("labs", "lab05")
-    subs["lab05"]["solution05"] = read("solutions", "lab05")
-    nb = read("solutions", "lab05")  # the reconstruction averaged over pixels: the KL weighed 64 to 784 times too much
-    set_body(nb, "lab05.elbo_loss",
-             "log_px = -F.binary_cross_entropy_with_logits(logits, x)\n"
-             "return -(log_px - beta * kl_to_prior(mu, logvar)).mean()")
-    subs["lab05"]["pixel_mean05"] = nb
-
-    subs["lab06"]["blank06"] = read("labs", "lab06")
-    subs["lab06"]["solution06"] = read("solutions", "lab06")
-    nb = read("solutions", "lab06")  # every pixel drawn from one pass on the blank canvas: no pixel sees those before it
-    set_body(nb, "lab06.sampling_loop",
-             "probs = torch.softmax(logits_fn(torch.zeros(n, 1, *shape)), dim=1)  # (n, L, H, W)\n"
-             "k = torch.multinomial(probs.permute(0, 2, 3, 1).reshape(-1, levels), 1, generator=generator)\n"
-             "return k.reshape(n, 1, *shape) / (levels - 1)")
-    subs["lab06"]["one_pass06"] = nb
-
-    subs["lab01"]["blank01"] = read("labs", "lab01")
-    subs["lab01"]["solution01"] = read("solutions", "lab01")
+    for lab, student, exercise, body in CLASSIC_BUGS:
+        nb = read("solutions", lab)
+        set_body(nb, exercise, body)
+        subs[lab][student] = nb
 
     nb = read("solutions", "lab01")  # a sign error; two check cells deleted (one exercise right, one wrong)
     set_body(nb, "lab01.discriminator_loss",
@@ -210,7 +193,7 @@ def full_marks(graded: dict, lab: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_blank_labs_score_zero_on_every_exercise(graded):
-    for student in ("blank00", "blank01", "blank02", "blank03", "blank04", "blank05", "blank06"):
+    for student in (f"blank{lab[3:]}" for lab in LABS):
         assert set(points(graded, student).values()) == {0.0}
         for ex_id in points(graded, student):
             assert "NotImplementedError" in reason(graded, student, ex_id)
@@ -218,24 +201,13 @@ def test_blank_labs_score_zero_on_every_exercise(graded):
 
 @pytest.mark.slow
 def test_solutions_score_full_marks(graded):
-    assert points(graded, "solution00") == full_marks(graded, "lab00")
-    assert points(graded, "solution01") == full_marks(graded, "lab01")
-    assert points(graded, "solution02") == full_marks(graded, "lab02")
-    assert points(graded, "solution03") == full_marks(graded, "lab03")
-    assert points(graded, "solution04") == full_marks(graded, "lab04")
-    assert points(graded, "solution05") == full_marks(graded, "lab05")
-    assert points(graded, "solution06") == full_marks(graded, "lab06")
+    for lab in LABS:
+        assert points(graded, f"solution{lab[3:]}") == full_marks(graded, lab), lab
     assert graded["by"]["solution01"]["runs"] == 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lab, student, exercise", [
-    ("lab02", "off_by_one02", "lab02.precision_recall"),  # k-th neighbour counting the point itself
-    ("lab03", "no_create_graph03", "lab03.gradient_penalty"),  # no gradient reaches the critic
-    ("lab04", "full_weights04", "lab04.matching_aware_d_loss"),  # weight 1, not 1/2, on the wrong and fake terms
-    ("lab05", "pixel_mean05", "lab05.elbo_loss"),  # a per-pixel mean instead of the sum
-    ("lab06", "one_pass06", "lab06.sampling_loop"),  # every pixel drawn from the blank canvas's logits
-])
+@pytest.mark.parametrize("lab, student, exercise", [bug[:3] for bug in CLASSIC_BUGS], ids=[bug[1] for bug in CLASSIC_BUGS])
 def test_one_classic_bug_loses_exactly_its_exercise(graded, lab, student, exercise):
     assert points(graded, student) == full_marks(graded, lab) | {exercise: 0.0}
 
