@@ -8,6 +8,7 @@ and the metric that model family reports). Add `--out FILE` to append the line t
     python -m course_lib.bench all --profile smoke
     python -m course_lib.bench dcgan --profile cpu --loss all     # one line per GAN loss
     python -m course_lib.bench --list
+    python -m course_lib.bench vae --profile gpu --save runs/bench   # and keep the trained weights
 
 Benchmarks are found by walking `course_lib/models/`: a model file lists its own in a
 module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
@@ -86,8 +87,11 @@ def variants(fn: Benchmark, options: dict[str, str]) -> list[dict[str, str]]:
 
 
 def run(name: str, profile: str | None = None, device: str = "auto", seed: int = 0,
-        benches: dict[str, Benchmark] | None = None, **options: str) -> dict:
-    """Run one benchmark (with `options` among its `choices`) and return its JSON-ready record."""
+        benches: dict[str, Benchmark] | None = None, save: str | Path | None = None, **options: str) -> dict:
+    """Run one benchmark (with `options` among its `choices`) and return its JSON-ready record.
+
+    save: a folder where the benchmark saves the models it trains (`runs.keep_trained`), so the
+    weights behind a bench line can be kept (the GPU run brings them back this way)."""
     benches = find_benchmarks() if benches is None else benches
     if name not in benches:
         raise SystemExit(f"Unknown model {name!r}. Choose one of {sorted(benches)} or 'all'.")
@@ -95,6 +99,7 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
         raise ValueError("run() runs one variant: expand 'all' with variants() first (the command line does).")
     variants(benches[name], options)  # checks each option against the benchmark's choices
     course = setup(seed=seed, device=device, profile=profile, quiet=True)
+    course.keep_dir = None if save is None else Path(save)
     dev = course.device
     t0 = time.perf_counter()
     figures = benches[name](course, **options)
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also append each JSON line to this file")
+    p.add_argument("--save", type=Path, default=None, help="also save the models each benchmark trains into this folder")
     p.add_argument("--loss", default=None, help="for benchmarks that take one (see --list): a loss, or 'all'")
     args = p.parse_args(argv)
     benches = find_benchmarks()
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"Unknown model {args.model!r}. Choose one of {sorted(benches)} or 'all'.")
         jobs = [(args.model, kw) for kw in variants(benches[args.model], options)]
     for name, kw in jobs:
-        line = json.dumps(run(name, args.profile, args.device, args.seed, benches=benches, **kw))
+        line = json.dumps(run(name, args.profile, args.device, args.seed, benches=benches, save=args.save, **kw))
         print(line, flush=True)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoint import check_same_run, read_checkpoint
 from .train import TrainConfig, Trainer, count_steps
 
-__all__ = ["load_or_train", "train_with_snapshots", "training_figures"]
+__all__ = ["load_or_train", "train_with_snapshots", "training_figures", "keep_trained"]
 
 
 def load_or_train(model: nn.Module, batches: Iterable, path: str | Path, *, steps: int | None = None,
@@ -109,6 +109,24 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
 
 
 def training_figures(trainer: Trainer) -> dict:
-    """What every bench reports about a finished run: steps, train_seconds and images_per_second."""
-    return {"steps": trainer.step, "train_seconds": round(trainer.seconds, 3),
+    """What every bench reports about a finished run: steps, train_seconds, images_per_second, and
+    train_status ('done', or 'interrupted' for a run stopped early, e.g. by a time limit's SIGINT)."""
+    return {"steps": trainer.step, "train_status": trainer.status, "train_seconds": round(trainer.seconds, 3),
             "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1)}
+
+
+def keep_trained(course, model: nn.Module, name: str, trainer: Trainer) -> Path | None:
+    """Save a bench's trained `model` as `course.keep_dir/name.pt` when the bench was asked to keep them
+    (`python -m course_lib.bench ... --save DIR`); otherwise do nothing. Returns the path written, or None.
+
+    The file is a course checkpoint without optimisers (weights, class, config, seed, step, history),
+    so `Family.from_checkpoint(path)` rebuilds the model that the bench line measured.
+    """
+    if course.keep_dir is None:
+        return None
+    from .checkpoint import save_checkpoint
+
+    path = Path(course.keep_dir) / f"{name}.pt"
+    return save_checkpoint(path, model, step=trainer.step, history=trainer.history,
+                           extra={"train_seconds": round(trainer.seconds, 3), "samples_seen": int(trainer.samples_seen),
+                                  "profile": course.profile.name})

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DATASETS, ImageData
-from ..runs import train_with_snapshots, training_figures
+from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .dcgan import DCGAN, DCGANConfig, Discriminator, Generator, _init
@@ -603,12 +603,14 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
     with one_thread(course.device):
         gan = CGAN(cgan_config(course, dataset), seed=course.seed)
         run = train_cgan(course, gan, data, snapshots=0, train_config=quiet)
+        keep_trained(course, gan, f"cgan-{dataset}-label", run.trainer)
         x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
         ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
         per_class = per_class_metrics(x, labels, reference)
         fds, recalls = (torch.tensor([m[key] for m in per_class]) for key in ("fd", "recall"))
         cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
         cap_run = train_cgan(course, cap, data, snapshots=0, train_config=quiet)
+        keep_trained(course, cap, f"cgan-{dataset}-caption", cap_run.trainer)
         captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
         xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
         cap_labels = torch.tensor([cap.captioner.parse(t)[0] for t in captions])

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots, training_figures
+from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
@@ -239,6 +239,7 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
     with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
         untrained = figures()
         run = train_dcgan(course, gan, data, snapshots=0, train_config=TrainConfig(log_every=10, progress=False))
+        keep_trained(course, gan, f"dcgan-{dataset}-{loss}", run.trainer)
         trained = figures()
     history, trainer = run.history, run.trainer
     out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,

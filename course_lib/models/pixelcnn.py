@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots, training_figures
+from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
@@ -559,6 +559,7 @@ def bench_pixelcnn(course, dataset: str = "fashion-mnist") -> dict:
     with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
         model = PixelCNN(pixelcnn_config(course, dataset), seed=course.seed)
         run = train_pixelcnn(course, model, train, snapshots=0, train_config=quiet)
+        keep_trained(course, model, f"pixelcnn-{dataset}-{model.config.variant}", run.trainer)
         bpd = evaluate_bpd(model, test)
         t0 = time.perf_counter()
         samples = model.sample(n, generator=course.generator(3, device=course.device))

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runs import train_with_snapshots, training_figures
+from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
 from .toy_gan import one_thread
@@ -524,11 +524,13 @@ def bench_vae(course, dataset: str = "fashion-mnist") -> dict:
     with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
         vae = VAE(vae_config(course, dataset), seed=course.seed)
         run = train_vae(course, vae, train, snapshots=0, train_config=quiet)
+        keep_trained(course, vae, f"vae-{dataset}-logistic256", run.trainer)
         figures = evaluate_vae(vae, test.images, k=k, generator=course.generator(4, device=course.device))
         samples = evaluate(vae.sample(n, generator=course.generator(3, device=course.device)), dataset,
                            profile=course.profile, n=n)
         binary = VAE(vae_config(course, dataset, likelihood="bernoulli"), seed=course.seed)
         binary_run = train_vae(course, binary, train, snapshots=0, train_config=quiet)
+        keep_trained(course, binary, f"vae-{dataset}-bernoulli", binary_run.trainer)
         binary_test = binarize(test.images.to(course.device), course.generator(5, device=course.device))
         binary_figures = evaluate_vae(binary, binary_test, k=1, generator=course.generator(4, device=course.device))
     trainer = run.trainer
