@@ -163,12 +163,12 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = K) -> dict[str, float]
     the fake-by-real distances, in chunks of fakes.
     """
     dtype = torch.promote_types(real.dtype, fake.dtype)
-    real, fake = real.to(dtype), fake.to(dtype)
+    real, fake = real.to(dtype), fake.to(dtype).to(real.device)  # one device: the real features'
     r_real = nearest_distances(real, real, k, exclude_self=True)  # (N,)
     r_fake = nearest_distances(fake, fake, k, exclude_self=True)  # (M,)
-    in_ball = torch.zeros(len(fake), dtype=torch.bool)
-    recalled = torch.zeros(len(real), dtype=torch.bool)
-    nearest_fake = torch.full((len(real),), math.inf, dtype=dtype)
+    in_ball = torch.zeros(len(fake), dtype=torch.bool, device=real.device)
+    recalled = torch.zeros(len(real), dtype=torch.bool, device=real.device)
+    nearest_fake = torch.full((len(real),), math.inf, dtype=dtype, device=real.device)
     hits = 0
     for j in range(0, len(fake), CHUNK):
         d = torch.cdist(fake[j:j + CHUNK], real)  # (chunk, N)

@@ -25,6 +25,7 @@ jobs=(
   "dcgan --loss non-saturating" "dcgan --loss hinge" "dcgan --loss least-squares" "dcgan --loss wgan-gp"
   "cgan" "vae" "pixelcnn" "metrics"
 )
+if [ -n "${GPU_BENCH_JOBS:-}" ]; then IFS=';' read -r -a jobs <<<"$GPU_BENCH_JOBS"; fi  # e.g. "cgan;vae": a rerun of some
 start=$(date +%s)
 # the data folder is filled once, before the runs that read it start together
 "$py" -c "from course_lib.data import ensure_dataset; ensure_dataset('fashion-mnist', download=False)" || exit 1
