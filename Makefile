@@ -3,24 +3,38 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: help venv data lab test labs notebooks bench grade clean
+.PHONY: help venv lock data lab test labs notebooks bench grade clean
 
 help:
 	@echo "make lab        set up (.venv, data) and start JupyterLab on the course"
 	@echo "make test       set up, then unit tests + every notebook in the smoke profile"
+	@echo "make lock       re-resolve requirements.lock from pyproject.toml (LOCK_ARGS=--upgrade: newest allowed versions)"
 	@echo "make labs       regenerate labs/ from solutions/"
 	@echo "make notebooks  re-run lectures/ (outputs saved) and solutions/ (timed) in PROFILE=cpu; update the README map"
 	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run, appended to benchmarks.jsonl"
 	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades [GRADE_ARGS='--cell-timeout 60 --jobs 2']"
 
-$(STAMP): pyproject.toml
+# pyproject.toml keeps the ranges; the course installs the exact versions in $(LOCK) (a change to either reinstalls).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The lock is resolved for CPython 3.11 on Linux (CI's machine) by pip-compile, which runs pip's own resolver
+# with the machine's pip settings, in a throwaway venv. Pins already in $(LOCK) are kept while pyproject.toml
+# allows them; LOCK_ARGS=--upgrade (or --upgrade-package torch) moves them. --strip-extras: pip -c takes no extras.
+PIP_TOOLS ?= pip-tools==7.7.0
+lock:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11) and sys.platform == "linux", "the lock is for CPython 3.11 on Linux: make lock PYTHON=python3.11"'
+	tools=$$(mktemp -d) && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && "$$tools/bin/pip" install --quiet $(PIP_TOOLS) && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tools/bin/pip-compile" --quiet --extra dev --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 data: venv
 	$(PY) -m course_lib data fashion-mnist
