@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+
+# OpenMP: cap how long torch's idle CPU threads spin, so a busy core elsewhere does not stall every op
+# (course_lib/runtime.py says why, scripts/thread_ab.py measured it). Every target's Python, and the
+# kernels `make lab` starts, inherit these; course_lib sets the same defaults when imported first.
+export GOMP_SPINCOUNT ?= 10000
+export KMP_BLOCKTIME ?= 1
 LOCK   := requirements.lock
 
 .PHONY: help venv lock data lab test labs notebooks bench grade clean

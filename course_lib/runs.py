@@ -62,13 +62,10 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
     `take()` runs in eval mode (batchnorm with running statistics) with no gradients; the model goes
     back to training mode after. With a `checkpoint`, `load_or_train` loads a finished run (then the
     snapshots are the untrained one and the final one). `callback(trainer)` runs at every snapshot.
-    On a CPU it trains on one thread: on a busy 2-core machine two threads made a small conv step
-    7.6 ms -> 836 ms (they wait on each other at every op). Returns (trainer, snapshots); the model
-    is left in eval mode.
+    CPU threads: setup()'s (by default the free cores, recounted as it trains). Returns (trainer,
+    snapshots); the model is left in eval mode.
     """
     import torch
-
-    from .models.toy_gan import one_thread
 
     if steps is None:
         p = course.profile
@@ -95,13 +92,12 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
     if snapshots:
         config = dataclasses.replace(config, callback_every=max(1, steps // snapshots))
         snapshot(0)  # the untrained model (also before loading a finished run: the same seed, the same weights)
-    with one_thread(course.device):
-        if checkpoint is not None:
-            trainer = load_or_train(model, batches, checkpoint, steps=steps, train_config=config, callback=hook,
-                                    retrain=retrain)
-        else:
-            trainer = Trainer(model, train_config=config)
-            trainer.fit(batches, steps=steps, callback=hook)
+    if checkpoint is not None:
+        trainer = load_or_train(model, batches, checkpoint, steps=steps, train_config=config, callback=hook,
+                                retrain=retrain)
+    else:
+        trainer = Trainer(model, train_config=config)
+        trainer.fit(batches, steps=steps, callback=hook)
     if snapshots and trainer.status == "loaded":
         snapshot(trainer.step)
     model.eval()

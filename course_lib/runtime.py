@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,8 @@ from .profiles import Profile, get_profile
 if TYPE_CHECKING:
     from .data import ImageData
 
-__all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT"]
+__all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT",
+           "set_threads", "follow_free_cores", "usable_cores", "THREADS_VAR"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the course checkout: lectures/, labs/, data/, ...
 
@@ -119,29 +121,144 @@ def device_name(dev: torch.device | str) -> str:
     return platform.processor() or platform.machine()
 
 
+# -- CPU threads -------------------------------------------------------------------------------------------
+# torch's intra-op threads (OpenMP) split every op over the cores. On an idle machine that is faster than
+# one thread; on a machine where another process holds a core, one of our threads shares its core, every
+# op waits for it, and the others spin while they wait: a 2-thread DCGAN step took 5x one thread's time.
+# So the default follows the cores that are free: `setup()` counts the cores other processes are using
+# (from /proc/stat, less this process's own time) and uses the rest, and the training loop counts again
+# every RECHECK_S seconds. course_lib/__init__ also caps OpenMP's spinning (GOMP_SPINCOUNT) before torch
+# loads, so the seconds before a recount cost little. scripts/thread_ab.py measured each choice.
+THREADS_VAR = "COURSE_THREADS"  # an int fixes the thread count (CI, shared machines); unset or 'auto' follows
+RECHECK_S = 5.0
+
+_threads = {"mode": "auto", "last": None}  # "auto" or the fixed count; last: (time, busy, total, own) sample
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota where there is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" or "200000 100000" (quota, period)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _cpu_sample() -> tuple[float, int, int, int] | None:
+    """(time, busy jiffies of all CPUs, all jiffies, this process's jiffies), or None where /proc is absent."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is counted in user)
+    return time.monotonic(), total - idle, total, int(own[11]) + int(own[12])  # utime + stime
+
+
+def _others_busy(a, b) -> float | None:
+    """Cores' worth of CPU that other processes used between samples a and b."""
+    if a is None or b is None or b[2] <= a[2]:
+        return None
+    cores_all = os.cpu_count() or 1  # /proc/stat sums every CPU of the machine
+    per_core = (b[2] - a[2]) / cores_all
+    return max(0.0, ((b[1] - a[1]) - (b[3] - a[3])) / per_core)
+
+
+def _free_cores(busy: float | None) -> int:
+    cores = usable_cores()
+    if busy is None:
+        return cores
+    spare = (os.cpu_count() or cores) - busy  # cores of the machine nobody else is using
+    return max(1, min(cores, int(spare + 0.5)))
+
+
+def set_threads(threads: int | str | None = None) -> int:
+    """Set torch's CPU threads and return the count now in use.
+
+    threads: an int fixes the count; None reads $COURSE_THREADS, else 'auto'; 'auto' uses the cores other
+    processes leave free (counted over 0.1 s now, and again every few seconds while a Trainer runs).
+    """
+    if threads is None:
+        threads = os.environ.get(THREADS_VAR, "").strip() or "auto"
+    if isinstance(threads, str):
+        if threads.lower() == "auto":
+            threads = "auto"
+        elif threads.isdigit():
+            threads = int(threads)
+        else:
+            raise ValueError(f"threads must be a positive int or 'auto', got {threads!r} "
+                             f"(from setup(threads=...) or ${THREADS_VAR}); e.g. `export {THREADS_VAR}=1`.")
+    if threads == "auto":
+        first = _cpu_sample()
+        time.sleep(0.1)
+        last = _cpu_sample()
+        _threads.update(mode="auto", last=last)
+        torch.set_num_threads(_free_cores(_others_busy(first, last)))
+    else:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int or 'auto', got {threads!r}.")
+        _threads.update(mode=threads, last=None)
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def follow_free_cores() -> None:
+    """In 'auto' mode, recount the free cores if RECHECK_S seconds have passed, and set the threads to them.
+    Cheap to call every step: the shared training loop does."""
+    if _threads["mode"] != "auto":
+        return
+    last = _threads["last"]
+    if last is not None and time.monotonic() - last[0] < RECHECK_S:
+        return
+    now = _cpu_sample()
+    if now is None:
+        return
+    _threads["last"] = now
+    free = _free_cores(_others_busy(last, now))
+    if free != torch.get_num_threads():
+        torch.set_num_threads(free)
+
+
+def threads_mode() -> str:
+    """'auto' or 'fixed', as setup's line says."""
+    return "auto" if _threads["mode"] == "auto" else "fixed"
+
+
 def describe(course: Course) -> str:
     """The one line `setup()` prints: versions, the device with its name, the profile and the seed."""
     import torchvision
 
     dev = course.device
-    where = f"cuda ({device_name(dev)})" if dev.type == "cuda" else (
-        f"cpu ({torch.get_num_threads()} threads)" if dev.type == "cpu" else dev.type)
+    where = f"cuda ({device_name(dev)})" if dev.type == "cuda" else dev.type
+    n = torch.get_num_threads()
+    threads = f"{n} CPU thread{'s' if n != 1 else ''} ({threads_mode()})"
     return (f"python {platform.python_version()} | torch {torch.__version__} | torchvision {torchvision.__version__}"
-            f" | device {where} | profile {course.profile.name} | seed {course.seed}")
+            f" | device {where} | {threads} | profile {course.profile.name} | seed {course.seed}")
 
 
 def setup(seed: int = 0, device: str | torch.device = "auto", profile: str | Profile | None = None,
-          deterministic: bool = True, quiet: bool = False) -> Course:
-    """Seed everything, pick device and profile, print one line, return a `Course`.
+          deterministic: bool = True, quiet: bool = False, threads: int | str | None = None) -> Course:
+    """Seed everything, pick device, profile and CPU threads, print one line, return a `Course`.
 
     profile: 'smoke', 'cpu' or 'gpu'; None reads $COURSE_PROFILE (default: gpu with CUDA, else cpu).
+    threads: CPU threads for torch; None reads $COURSE_THREADS, else 'auto' (the cores other processes
+    leave free, recounted while training); an int fixes it, e.g. threads=1 on a machine you share.
     """
     prof = get_profile(profile)
     dev = pick_device(device)
+    set_threads(threads)
     seed_everything(seed)
     if deterministic:
         _deterministic()
     course = Course(device=dev, profile=prof, seed=seed)
     if not quiet:
         print(describe(course))
+        package = __import__("sys").modules.get(__package__)
+        if dev.type == "cpu" and not getattr(package, "OPENMP_ENV_APPLIED", True):
+            print("note: torch was imported before course_lib, so its idle CPU threads spin at OpenMP's default "
+                  "and slow down when another program needs a core; import course_lib first (restart the kernel).")
     return course

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .runtime import follow_free_cores
 
 __all__ = ["Phase", "TrainConfig", "Trainer", "NonFiniteLossError", "count_steps"]
 
@@ -300,6 +301,7 @@ class Trainer:
                 for batch in batches:
                     if self.step >= target:
                         break
+                    follow_free_cores()  # 'auto' threads: recounted every few seconds (runtime.RECHECK_S)
                     batch = self._to_device(batch)
                     logs = self._run_step(batch)
                     pending.append((self.step, logs))

@@ -25,7 +25,6 @@ import torch
 
 from . import divergences as dv
 from .distributions import Mixture
-from .models.toy_gan import one_thread
 
 __all__ = ["Explorer", "DivergenceExplorer", "InterpolationExplorer", "ArithmeticExplorer", "static_bundle",
            "add_static_fallbacks"]
@@ -98,8 +97,7 @@ class Explorer:
         self.errors.clear_output()
         try:
             t0 = time.perf_counter()
-            with one_thread():  # grid-sized tensors: intra-op threads only wait on each other on a busy CPU
-                self.update()
+            self.update()
             self.update_seconds = time.perf_counter() - t0
             self.error = None
             self.image.layout.border = self.FRESH

@@ -8,6 +8,8 @@ import os
 
 os.environ["MPLBACKEND"] = "Agg"  # before anything imports matplotlib.pyplot
 
+import course_lib  # noqa: E402,F401  before torch loads, as in a notebook: it sets OpenMP's environment
+
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 

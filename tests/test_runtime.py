@@ -1,3 +1,4 @@
+import os
 import random
 
 import numpy as np
@@ -53,7 +54,8 @@ def test_setup_returns_course_and_prints_one_line(capsys):
     assert course.device == torch.device("cpu")  # no GPU on the test machine
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    for part in ("python ", f"torch {torch.__version__}", "torchvision ", "device cpu (", "threads)",
+    n = torch.get_num_threads()
+    for part in ("python ", f"torch {torch.__version__}", "torchvision ", "device cpu |", f"| {n} CPU thread",
                  "profile smoke", "seed 3"):
         assert part in out, (part, out)
     assert describe(course) == out.strip()
@@ -120,3 +122,96 @@ def test_import_has_no_side_effects(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""  # nothing printed
     assert list(tmp_path.iterdir()) == []  # no data folder, no files
+
+
+# -- CPU threads ------------------------------------------------------------------------------------------
+from course_lib import runtime  # noqa: E402
+
+
+@pytest.fixture
+def restore_threads():
+    before, mode = torch.get_num_threads(), dict(runtime._threads)
+    yield
+    torch.set_num_threads(before)
+    runtime._threads.update(mode)
+
+
+def test_setup_threads_fixed_and_said(capsys, restore_threads):
+    setup(profile="smoke", threads=1)
+    assert torch.get_num_threads() == 1 and "| 1 CPU thread (fixed) |" in capsys.readouterr().out
+    runtime.follow_free_cores()  # a fixed count is never recounted
+    assert torch.get_num_threads() == 1
+
+
+def test_threads_from_env_and_bad_values(monkeypatch, restore_threads):
+    monkeypatch.setenv(runtime.THREADS_VAR, "1")
+    assert runtime.set_threads() == 1 and runtime.threads_mode() == "fixed"
+    for bad in ("two", "0"):  # from the environment
+        monkeypatch.setenv(runtime.THREADS_VAR, bad)
+        with pytest.raises(ValueError, match="positive int or 'auto'"):
+            runtime.set_threads()
+    for bad in (0, -1, 1.5, True):  # from setup(threads=...)
+        with pytest.raises(ValueError, match="positive int or 'auto'"):
+            runtime.set_threads(bad)
+
+
+def test_auto_threads_leave_the_cores_other_processes_use(monkeypatch, restore_threads):
+    """'auto' counts the cores other processes keep busy (machine busy time less this process's own) and
+    uses the rest, never fewer than one; the training loop recounts every RECHECK_S seconds."""
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 4)
+    # samples: (time, busy jiffies, total jiffies, own jiffies); 100 jiffies of wall time = 400 on 4 cores
+    idle = [(0.0, 0, 0, 0), (1.0, 0, 400, 0)]
+    one_other = [(0.0, 0, 0, 0), (1.0, 100, 400, 0)]
+    we_run_two = [(0.0, 0, 0, 0), (1.0, 200, 400, 200)]  # only our own threads: nobody else
+    three_others = [(0.0, 0, 0, 0), (1.0, 390, 400, 0)]
+    for samples, expected in ((idle, 4), (one_other, 3), (we_run_two, 4), (three_others, 1)):
+        it = iter(samples)
+        monkeypatch.setattr(runtime, "_cpu_sample", lambda: next(it))
+        monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
+        assert runtime.set_threads("auto") == expected, samples
+        assert runtime.threads_mode() == "auto"
+    # while training: a competitor appears, and the next recount (RECHECK_S later) gives its core up
+    runtime.set_threads(2)
+    runtime._threads.update(mode="auto", last=(0.0, 0, 0, 0))
+    monkeypatch.setattr(runtime, "_cpu_sample", lambda: (runtime.RECHECK_S + 1, 200, 400, 0))
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: runtime.RECHECK_S + 1)
+    runtime.follow_free_cores()
+    assert torch.get_num_threads() == 2  # 2 of 4 cores busy with others: 2 free
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: runtime.RECHECK_S + 2)  # too soon: no recount
+    monkeypatch.setattr(runtime, "_cpu_sample", lambda: pytest.fail("recounted before RECHECK_S"))
+    runtime.follow_free_cores()
+
+
+def test_auto_threads_without_proc_use_every_core(monkeypatch, restore_threads):
+    monkeypatch.setattr(runtime, "_cpu_sample", lambda: None)
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
+    assert runtime.set_threads("auto") == runtime.usable_cores()
+
+
+def test_cpu_sample_reads_this_machine():
+    a = runtime._cpu_sample()
+    if a is None:
+        pytest.skip("no /proc here")
+    b = runtime._cpu_sample()
+    assert b[2] >= a[2] >= a[1] >= 0 and b[3] >= a[3] >= 0
+
+
+@pytest.mark.slow  # a fresh interpreter: seconds
+def test_importing_course_lib_caps_openmp_spinning_before_torch(tmp_path):
+    """OpenMP reads its environment when torch loads: course_lib sets it first, unless the user did; and
+    setup() says so when torch was imported first."""
+    import subprocess
+    import sys
+
+    code = ("import os\nimport course_lib\nimport torch\n"
+            "print(os.environ['GOMP_SPINCOUNT'], os.environ['KMP_BLOCKTIME'], course_lib.OPENMP_ENV_APPLIED)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["10000", "1", "True"], done.stderr
+    env["GOMP_SPINCOUNT"] = "5"  # the user's own setting wins
+    late = ("import torch\nimport course_lib\nimport os\nprint(os.environ['GOMP_SPINCOUNT'], course_lib.OPENMP_ENV_APPLIED)\n"
+            "course_lib.setup(profile='smoke', device='cpu')\n")
+    done = subprocess.run([sys.executable, "-c", late], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["5", "False"] and "imported before course_lib" in lines[-1], done.stdout + done.stderr

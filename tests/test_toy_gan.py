@@ -10,7 +10,7 @@ from course_lib.train import Trainer, TrainConfig
 from course_lib.data import Batches
 from course_lib.distributions import Mixture
 from course_lib.models.gan import discriminator_loss, generator_loss
-from course_lib.models.toy_gan import (BASELINE, REMEDY, ToyGAN, mode_coverage, one_thread, ring_metrics,
+from course_lib.models.toy_gan import (BASELINE, REMEDY, ToyGAN, mode_coverage, ring_metrics,
                                        train_ring_gan)
 from course_lib.models.toy_gan import ToyGANConfig as GANConfig
 
@@ -115,13 +115,6 @@ def test_train_ring_gan_short_run_and_configs():
     assert set(run.metrics) >= {"modes", "high_quality"} and 0 <= run.metrics["modes"] <= 8
     assert BASELINE.loss == REMEDY.loss == "non-saturating" and BASELINE.d_steps == REMEDY.d_steps == 1
     assert BASELINE.lr_d > BASELINE.lr_g and REMEDY.lr_d == REMEDY.lr_g and BASELINE.pack == 1 and REMEDY.pack == 2
-
-
-def test_one_thread_restores_thread_count():
-    before = torch.get_num_threads()
-    with one_thread("cpu"):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 def test_ring_gan_bench_is_found():

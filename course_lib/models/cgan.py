@@ -52,7 +52,6 @@ from ..train import TrainConfig, Trainer
 from .base import seeded
 from .dcgan import DCGAN, DCGANConfig, Discriminator, Generator, _init
 from .gan import GAN, PROBABILITY_LOSSES, LossOnLogits
-from .toy_gan import one_thread
 
 __all__ = ["CGANConfig", "CGAN", "cgan_config", "train_cgan", "CGANRun", "ConditionalGenerator",
            "ConcatDiscriminator", "ProjectionDiscriminator", "TextEncoder", "Captioner", "concat_noise",
@@ -574,7 +573,7 @@ def train_cgan(course, gan: CGAN, data: ImageData, steps: int | None = None, epo
                train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> CGANRun:
     """Train on (images, labels) batches like `train_dcgan`; snapshots are class-by-noise grids (rows classes,
     n_cols shared noise columns, default profile.n_show // n_classes). A caption model's thresholds are fitted
-    on `data` first. One CPU thread, as in `train_dcgan`."""
+    on `data` first."""
     gan.to(course.device)
     data = data.to(course.device)
     if gan.captioner is not None:
@@ -600,20 +599,19 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
     labels = torch.arange(n) % k  # balanced classes
     quiet = TrainConfig(log_every=10, progress=False)
     out: dict = {"dataset": dataset, "train_images": len(data), "width": course.profile.width}
-    with one_thread(course.device):
-        gan = CGAN(cgan_config(course, dataset), seed=course.seed)
-        run = train_cgan(course, gan, data, snapshots=0, train_config=quiet)
-        keep_trained(course, gan, f"cgan-{dataset}-label", run.trainer)
-        x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
-        ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
-        per_class = per_class_metrics(x, labels, reference)
-        fds, recalls = (torch.tensor([m[key] for m in per_class]) for key in ("fd", "recall"))
-        cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
-        cap_run = train_cgan(course, cap, data, snapshots=0, train_config=quiet)
-        keep_trained(course, cap, f"cgan-{dataset}-caption", cap_run.trainer)
-        captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
-        xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
-        cap_labels = torch.tensor([cap.captioner.parse(t)[0] for t in captions])
+    gan = CGAN(cgan_config(course, dataset), seed=course.seed)
+    run = train_cgan(course, gan, data, snapshots=0, train_config=quiet)
+    keep_trained(course, gan, f"cgan-{dataset}-label", run.trainer)
+    x = gan.sample(n, generator=course.generator(3, device=course.device), cond=labels)
+    ev = evaluate(x, dataset, labels=labels, profile=course.profile, n=n)
+    per_class = per_class_metrics(x, labels, reference)
+    fds, recalls = (torch.tensor([m[key] for m in per_class]) for key in ("fd", "recall"))
+    cap = CGAN(cgan_config(course, dataset, condition="caption"), seed=course.seed)
+    cap_run = train_cgan(course, cap, data, snapshots=0, train_config=quiet)
+    keep_trained(course, cap, f"cgan-{dataset}-caption", cap_run.trainer)
+    captions = cap.captioner.caption(reference.images.to(course.device), reference.labels.to(course.device))
+    xc = cap.sample(n, generator=course.generator(3, device=course.device), cond=captions)
+    cap_labels = torch.tensor([cap.captioner.parse(t)[0] for t in captions])
     trainer = run.trainer
     out.update({"d_kind": gan.config.d_kind, "matching_aware": gan.config.matching_aware, **training_figures(trainer),
                 "fd": round(ev["fd"], 4), "fd_floor": round(ev["fd_floor"], 4),

@@ -33,7 +33,6 @@ from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import TrainConfig, Trainer
 from .base import seeded
 from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
-from .toy_gan import one_thread
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "loss_config", "lerp", "slerp",
            "DCGANRun", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
@@ -206,9 +205,6 @@ def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, e
     steps; batch size: the profile's. With a
     `checkpoint`, `load_or_train` loads a finished run instead of training (snapshots are then
     only the final one). `callback(trainer)` also runs at every snapshot, e.g. a LivePlot.
-
-    On a CPU it trains on one thread: on a busy 2-core machine two threads made a digits step
-    7.6 ms -> 836 ms (they wait on each other at every small conv).
     """
     gan.to(course.device)
     fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
@@ -236,11 +232,10 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
         return evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
                         profile=course.profile, n=n)
 
-    with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
-        untrained = figures()
-        run = train_dcgan(course, gan, data, snapshots=0, train_config=TrainConfig(log_every=10, progress=False))
-        keep_trained(course, gan, f"dcgan-{dataset}-{loss}", run.trainer)
-        trained = figures()
+    untrained = figures()
+    run = train_dcgan(course, gan, data, snapshots=0, train_config=TrainConfig(log_every=10, progress=False))
+    keep_trained(course, gan, f"dcgan-{dataset}-{loss}", run.trainer)
+    trained = figures()
     history, trainer = run.history, run.trainer
     out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
            "batch_size": min(course.profile.batch_size, len(data)), **training_figures(trainer),

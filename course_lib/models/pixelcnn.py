@@ -50,7 +50,6 @@ from ..data import ImageData
 from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
-from .toy_gan import one_thread
 
 __all__ = ["PixelCNNConfig", "mask", "MaskedConv2d", "gate", "GatedBlock", "Head", "PlainNet", "GatedNet", "NETWORKS",
            "PixelCNN", "receptive_field", "causality_violations", "check_causal", "pixelcnn_config", "SIZES", "EPOCHS",
@@ -556,15 +555,14 @@ def bench_pixelcnn(course, dataset: str = "fashion-mnist") -> dict:
     cuda = course.device.type == "cuda"
     n = min(course.profile.eval_size, len(test), 2000 if cuda else 300 if dataset == "digits" else 200)
     quiet = TrainConfig(log_every=10, progress=False)
-    with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
-        model = PixelCNN(pixelcnn_config(course, dataset), seed=course.seed)
-        run = train_pixelcnn(course, model, train, snapshots=0, train_config=quiet)
-        keep_trained(course, model, f"pixelcnn-{dataset}-{model.config.variant}", run.trainer)
-        bpd = evaluate_bpd(model, test)
-        t0 = time.perf_counter()
-        samples = model.sample(n, generator=course.generator(3, device=course.device))
-        sample_seconds = time.perf_counter() - t0
-        figures = evaluate(samples, dataset, profile=course.profile, n=n)
+    model = PixelCNN(pixelcnn_config(course, dataset), seed=course.seed)
+    run = train_pixelcnn(course, model, train, snapshots=0, train_config=quiet)
+    keep_trained(course, model, f"pixelcnn-{dataset}-{model.config.variant}", run.trainer)
+    bpd = evaluate_bpd(model, test)
+    t0 = time.perf_counter()
+    samples = model.sample(n, generator=course.generator(3, device=course.device))
+    sample_seconds = time.perf_counter() - t0
+    figures = evaluate(samples, dataset, profile=course.profile, n=n)
     trainer, c = run.trainer, model.config
     out: dict = {"dataset": dataset, "train_images": len(train), "test_images": len(test), "variant": c.variant,
                  "levels": c.levels, "channels": c.channels, "n_layers": c.n_layers,

@@ -11,7 +11,6 @@ Three layers, as everywhere in the course:
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ from .base import seeded
 from .gan import GAN, GANConfig, LossOnLogits
 
 __all__ = ["mlp", "ToyGANConfig", "ToyGAN", "mode_coverage", "ring_metrics", "RingRun", "train_ring_gan",
-           "BASELINE", "REMEDY", "one_thread", "BENCHMARKS"]
+           "BASELINE", "REMEDY", "BENCHMARKS"]
 
 
 # -- networks --------------------------------------------------------------------------------------
@@ -111,23 +110,6 @@ def ring_metrics(samples: torch.Tensor, ring: Mixture, n_std: float = 3.0) -> di
 
 
 # -- training on the ring ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def one_thread(device: torch.device | str = "cpu"):
-    """Run toy-sized networks on one CPU thread, then restore the thread count.
-
-    A 128-wide MLP gains nothing from intra-op threads, and on a CPU shared with other work the
-    threads wait on each other at every op: measured 20x slower per step with 2 threads on a busy
-    2-core machine. No effect on GPU runs.
-    """
-    before = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # Mode collapse on the ring (lecture 01, section 6). BASELINE: the standard GAN (non-saturating loss, one
 # D step per G step) with a discriminator that learns 10x faster than the generator; the generator ends on
 # one or two modes. REMEDY: the learning rates balanced, and D judges pairs of samples (PacGAN), so a
@@ -166,13 +148,12 @@ def train_ring_gan(course, config: ToyGANConfig | None = None, steps: int | None
 
     every = max(1, steps // snapshots) if snapshots else None
     trainer = Trainer(gan, train_config=TrainConfig(log_every=max(1, steps // 50), callback_every=every, progress=progress))
-    with one_thread(course.device):
-        if snapshots:
-            snapshot(trainer)  # step 0: the untrained generator
-        run.history = trainer.fit(Batches(data, course.profile.toy_batch, seed=course.seed), steps=steps,
-                                  callback=snapshot if snapshots else None)
-        with torch.no_grad():
-            run.metrics = ring_metrics(gan.G(z_eval), ring)
+    if snapshots:
+        snapshot(trainer)  # step 0: the untrained generator
+    run.history = trainer.fit(Batches(data, course.profile.toy_batch, seed=course.seed), steps=steps,
+                              callback=snapshot if snapshots else None)
+    with torch.no_grad():
+        run.metrics = ring_metrics(gan.G(z_eval), ring)
     return run
 
 

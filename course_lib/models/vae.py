@@ -46,7 +46,6 @@ from ..data import ImageData
 from ..runs import keep_trained, train_with_snapshots, training_figures
 from ..train import Phase, TrainConfig, Trainer
 from .base import ProcessModule
-from .toy_gan import one_thread
 
 __all__ = ["VAEConfig", "Likelihood", "Bernoulli", "DiscretizedLogistic", "Gaussian", "LIKELIHOODS", "Encoder",
            "Decoder", "VAE", "gaussian_kl", "to_levels", "binarize", "vae_config", "iwae_k", "evaluate_vae", "VAERun",
@@ -525,18 +524,17 @@ def bench_vae(course, dataset: str = "fashion-mnist") -> dict:
     k = iwae_k(course.profile)
     quiet = TrainConfig(log_every=10, progress=False)
     out: dict = {"dataset": dataset, "train_images": len(train), "test_images": len(test)}
-    with one_thread(course.device):  # the metrics' classifier too: see train_dcgan
-        vae = VAE(vae_config(course, dataset), seed=course.seed)
-        run = train_vae(course, vae, train, snapshots=0, train_config=quiet)
-        keep_trained(course, vae, f"vae-{dataset}-logistic256", run.trainer)
-        figures = evaluate_vae(vae, test.images, k=k, generator=course.generator(4, device=course.device))
-        samples = evaluate(vae.sample(n, generator=course.generator(3, device=course.device)), dataset,
-                           profile=course.profile, n=n)
-        binary = VAE(vae_config(course, dataset, likelihood="bernoulli"), seed=course.seed)
-        binary_run = train_vae(course, binary, train, snapshots=0, train_config=quiet)
-        keep_trained(course, binary, f"vae-{dataset}-bernoulli", binary_run.trainer)
-        binary_test = binarize(test.images.to(course.device), course.generator(5, device=course.device))
-        binary_figures = evaluate_vae(binary, binary_test, k=1, generator=course.generator(4, device=course.device))
+    vae = VAE(vae_config(course, dataset), seed=course.seed)
+    run = train_vae(course, vae, train, snapshots=0, train_config=quiet)
+    keep_trained(course, vae, f"vae-{dataset}-logistic256", run.trainer)
+    figures = evaluate_vae(vae, test.images, k=k, generator=course.generator(4, device=course.device))
+    samples = evaluate(vae.sample(n, generator=course.generator(3, device=course.device)), dataset,
+                       profile=course.profile, n=n)
+    binary = VAE(vae_config(course, dataset, likelihood="bernoulli"), seed=course.seed)
+    binary_run = train_vae(course, binary, train, snapshots=0, train_config=quiet)
+    keep_trained(course, binary, f"vae-{dataset}-bernoulli", binary_run.trainer)
+    binary_test = binarize(test.images.to(course.device), course.generator(5, device=course.device))
+    binary_figures = evaluate_vae(binary, binary_test, k=1, generator=course.generator(4, device=course.device))
     trainer = run.trainer
     c = vae.config
     out.update({"likelihood": c.likelihood, "z_dim": c.z_dim, "width": c.width,
