@@ -214,6 +214,9 @@ def held_out(dataset: str, n: int) -> ImageData:
     """Up to n real test images, with labels, that are not among `reference_images(dataset, n)`: what a
     perfect generator draws. They follow the reference set in the same seeded order."""
     test = load_data(dataset, "test")
+    if 2 * n > len(test):
+        raise ValueError(f"held_out({dataset!r}, {n}) needs {2 * n} test images (n for the reference set, n held out), "
+                         f"but the test split has {len(test)}: ask for n <= {len(test) // 2}.")
     idx = shuffled_order(len(test), 0)[n:2 * n]
     return ImageData(test.name, test.split, test.images[idx], test.labels[idx], test.classes, test.source)
 
@@ -286,6 +289,7 @@ def bench_metrics(course) -> dict:
     for name in ("fashion-mnist", "digits"):
         m = min(n, TEST_SIZES[name])
         out[f"{name}_fd_floor_n{m}"] = round(_real(name, m, course.profile.train_size, course.device)["fd_floor"], 4)
+    n = min(n, TEST_SIZES["fashion-mnist"] // 2)  # the table's "clean" row: test images beyond the reference set
     held_data = held_out("fashion-mnist", n)
     held = held_data.images
     g = torch.Generator().manual_seed(course.seed)
