@@ -1,4 +1,5 @@
-"""`make lab` serves JupyterLab on the course: start it on 127.0.0.1 and list notebooks over its REST API."""
+"""`make lab` serves JupyterLab on the course: start it on 127.0.0.1 and list notebooks over its REST API;
+and every notebook is committed in the form JupyterLab keeps, so it opens without unsaved changes."""
 from __future__ import annotations
 
 import json
@@ -14,9 +15,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p for folder in ("lectures", "labs", "solutions") for p in (ROOT / folder).glob("*.ipynb"))
 
 
 def free_port() -> int:
@@ -69,6 +72,28 @@ def test_make_lab_serves_the_course(tmp_path):
     finally:
         stop(proc)
         log.close()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
+def test_notebooks_are_committed_as_jupyterlab_keeps_them(path):
+    """When JupyterLab opens a notebook it writes the kernel's kernelspec and language_info into it,
+    and the widget manager restores any saved widget state; each marks the notebook unsaved before
+    the student has touched it (tests/test_browser.py checks the tab itself, for the lectures)."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    meta = nbformat.read(path, as_version=4).metadata
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    fix = "set it with course_lib.notebooks.as_jupyterlab_keeps (`make notebooks` does, for lectures)"
+    assert meta.get("kernelspec") == {"name": "python3", "display_name": spec.display_name, "language": spec.language}, \
+        f"{path.name}: JupyterLab rewrites the kernelspec {meta.get('kernelspec')} on open; {fix}"
+    # all but the version: the kernel reports its interpreter's exact Python version, the student's choice
+    kernel_info = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    assert {k: v for k, v in meta.get("language_info", {}).items() if k != "version"} == kernel_info, \
+        f"{path.name}: JupyterLab rewrites language_info {meta.get('language_info')} with the kernel's {kernel_info}"
+    assert "version" in meta.language_info, f"{path.name}: language_info has no version; JupyterLab adds the kernel's"
+    assert "widgets" not in meta, (f"{path.name}: saved widget state in the metadata; the widget manager marks the "
+                                   f"notebook unsaved for every widget it restores on open; {fix}")
 
 
 def stop(proc: subprocess.Popen) -> None:
