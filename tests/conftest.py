@@ -5,6 +5,7 @@ any dataset ($COURSE_SYSTEM_DATA empty), and no $COURSE_PROFILE or $COURSE_GRADE
 test reads or writes the repository's data/ or depends on the machine it runs on.
 """
 import os
+from pathlib import Path
 
 os.environ["MPLBACKEND"] = "Agg"  # before anything imports matplotlib.pyplot
 
@@ -28,6 +29,34 @@ def isolated_env(tmp_path, monkeypatch):
     for var in ("COURSE_PROFILE", "COURSE_GRADE_DIR"):
         monkeypatch.delenv(var, raising=False)
     yield data
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist, as CI installs
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_copy(tmp_path_factory):
+    """A course data folder outside the checkout, with Fashion-MNIST decompressed once per session from Debian's copy."""
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip(f"needs the real Fashion-MNIST, and {DEBIAN_FASHION_MNIST} is missing: "
+                    "sudo apt-get install dataset-fashion-mnist")
+    from course_lib.data import ensure_dataset
+
+    folder = tmp_path_factory.mktemp("fashion_mnist_data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_DATA", str(folder))
+        mp.setenv("COURSE_SYSTEM_DATA", str(DEBIAN_FASHION_MNIST.parent))
+        ensure_dataset("fashion-mnist", download=False)
+    return folder
+
+
+@pytest.fixture
+def real_data(fashion_mnist_copy, monkeypatch):
+    """The real datasets for a test (and the kernels it starts): Fashion-MNIST from the session's copy, digits
+    from scikit-learn; nothing is read from or written to the repository's data/."""
+    monkeypatch.setenv("COURSE_DATA", str(fashion_mnist_copy))
+    monkeypatch.setenv("COURSE_SYSTEM_DATA", "")
+    return fashion_mnist_copy
 
 
 @pytest.fixture

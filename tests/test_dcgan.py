@@ -249,12 +249,10 @@ def test_dcgan_benches_are_found_and_report_the_figures():
     assert out["eval_n"] == 256 and out["steps"] == setup(profile="smoke", quiet=True).profile.min_steps == 150
 
 
-def test_smoke_bench_halves_the_untrained_fd(monkeypatch):
+def test_smoke_bench_halves_the_untrained_fd(real_data):
     """The smoke target: the trained generator's FD under half the untrained one's, on the real Fashion-MNIST."""
     from course_lib.models.dcgan import bench_dcgan
 
-    for var in ("COURSE_DATA", "COURSE_SYSTEM_DATA"):  # Debian's copy, as the bench reads it
-        monkeypatch.delenv(var, raising=False)
     out = bench_dcgan(setup(profile="smoke", quiet=True))
     assert out["fd"] < out["fd_untrained"] / 2, f"FD {out['fd']} after {out['steps']} steps, untrained {out['fd_untrained']}"
 
