@@ -169,10 +169,23 @@ def test_loading_refuses_a_changed_or_missing_file(tmp_path):
 
 @pytest.mark.slow
 def test_the_digits_command_reproduces_the_shipped_classifier(tmp_path):
-    """Seeded and deterministic on the CPU: the recipe gives the shipped accuracy again (within 0.5 points)."""
+    """The recipe gives the shipped accuracy again, within one test image, and the file it writes scores it.
+
+    Seeded and on a pinned thread count, so a rerun on one machine with one torch repeats exactly; another torch
+    or CPU takes another floating-point path and may land one test image of 300 either side (0.99 shipped from
+    torch 2.15.0; 0.99 and 0.9933 retrained with torch 2.14.1 on two machines). Two or more images apart means
+    the recipe, or the thread count it trains on, changed.
+    """
+    shipped = evaluators.manifest()["digits"]
     entry = evaluators.train_evaluator("digits", folder=tmp_path, device="cpu", progress=False)
-    assert abs(entry["test_accuracy"] - evaluators.manifest()["digits"]["test_accuracy"]) <= 0.005
-    assert evaluators.load_evaluator("digits", folder=tmp_path).accuracy(load_data("digits", "test")) == entry["test_accuracy"]
+    assert entry["test_images"] == shipped["test_images"] == 300
+    right = lambda accuracy: round(accuracy * 300)  # noqa: E731  images classified right, of the 300
+    assert abs(right(entry["test_accuracy"]) - right(shipped["test_accuracy"])) <= 1, \
+        f"retrained {entry['test_accuracy']} (torch {entry['torch']}), shipped {shipped['test_accuracy']} " \
+        f"(torch {shipped['torch']}): more than one test image apart"
+    # The manifest keeps 4 decimals: re-measure the written file and round it the same way.
+    again = evaluators.load_evaluator("digits", folder=tmp_path).accuracy(load_data("digits", "test"))
+    assert round(again, 4) == entry["test_accuracy"], "the written file does not score what training measured"
 
 
 def test_the_mnist_command_trains_where_mnist_is_present(tmp_path, monkeypatch):
