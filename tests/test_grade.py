@@ -236,10 +236,12 @@ def test_edited_check_cell_is_replaced_by_the_reference_check(graded):
 
 @pytest.mark.slow
 def test_infinite_loop_costs_only_its_exercise_within_the_timeout(graded):
-    sub = graded["by"]["infinite_loop01"]
+    # Every other exercise kept its points, so the submission ran to its end; the cell's own timeout stopped
+    # the loop (the submission's would read "submission timeout: ..."). Measured so, not in seconds, it holds
+    # however busy the machine is.
     assert points(graded, "infinite_loop01") == full_marks(graded, "lab01") | {"lab01.jsd": 0.0}
-    assert "timeout" in reason(graded, "infinite_loop01", "lab01.jsd")
-    assert sub["seconds"] < CELL_TIMEOUT + 60, "one endless loop should cost about one cell timeout"
+    why = reason(graded, "infinite_loop01", "lab01.jsd")
+    assert f"timeout: ran past {CELL_TIMEOUT:g} s" in why and "submission timeout" not in why, why
 
 
 @pytest.mark.slow
@@ -311,10 +313,8 @@ def test_a_cell_that_ignores_the_interrupt_is_killed_and_so_is_what_it_started()
     cells = [grading.Cell("x = 1", "context"), grading.Cell(STUBBORN.format(tag=tag), "context"),
              grading.Cell("print(x)", "context")]
     opts = grading.GradeOptions(cell_timeout=2)
-    start = time.monotonic()
     run, folder = grading.run_cells(cells, opts, deadline=time.monotonic() + 120)
-    assert time.monotonic() - start < 60
-    assert not run.timed_out
+    assert not run.timed_out, "the cell's kill, not the 120 s deadline, must end the stubborn cell"
     assert [r["status"] for r in run.results] == ["passed", "timeout", "lost"]
     assert run.results[1]["fatal"] and "kernel killed" in run.results[1]["reason"]
     assert leftover(tag) == []
@@ -327,7 +327,7 @@ def test_the_submission_timeout_ends_the_run():
     cells = [grading.Cell(STUBBORN.format(tag=tag), "context")]
     start = time.monotonic()
     run, folder = grading.run_cells(cells, grading.GradeOptions(cell_timeout=300), deadline=time.monotonic() + 25)
-    assert run.timed_out and time.monotonic() - start < 60
+    assert run.timed_out and time.monotonic() - start < 300, "the 25 s deadline, not the cell's 300 s, ends the run"
     assert run.results[0] is None  # the cell was running: no result, and nothing left behind
     assert leftover(tag) == []
     shutil.rmtree(folder)
