@@ -1,6 +1,10 @@
-"""Every lecture's explorers, used as a student uses them: JupyterLab in a real browser.
+"""The lectures in JupyterLab in a real browser, as a student meets and uses them.
 
-For each lecture that builds an `Explorer`, on a copy of the committed notebook:
+First look, for every lecture, in JupyterLab as a new user's `make lab` starts it (the course's
+settings, no user settings or workspaces): it opens unmodified (no unsaved-changes dot on its
+tab once everything has loaded, and again after a page reload), with no notification over it.
+
+Explorers: for each lecture that builds an `Explorer`, on a copy of the committed notebook:
   1. unrun: open it as committed; no `VBox(children=...)`, no stale `0%|` bar, no widget error;
   2. Run All, wait for every cell and the kernel to finish;
   3. operate every control of every explorer (slider handle by keyboard, slider text box,
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -36,11 +41,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FAILURES = ROOT / "browser-failures"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Settings a student would not need; each keeps the test fast, offline and off the committed files.
+# User settings for the explorer test only; each keeps it fast and off the committed files. The
+# course's own (jupyter-config/, e.g. no news prompt) apply as under `make lab`.
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},  # only the explicit save writes
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},  # every cell in the DOM
-    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 WIDGET_ERROR = "Error displaying widget"
 EXPLORER = re.compile(r"^(\w+)\s*=\s*(\w*Explorer)\(", re.M)
@@ -60,7 +65,8 @@ def explorers_of(path: Path) -> dict[str, int]:
     return shown
 
 
-LECTURES = [p for p in sorted((ROOT / "lectures").glob("*.ipynb")) if explorers_of(p)]
+ALL_LECTURES = sorted((ROOT / "lectures").glob("*.ipynb"))
+LECTURES = [p for p in ALL_LECTURES if explorers_of(p)]
 
 
 def need_browser():
@@ -80,13 +86,15 @@ def need_browser():
 
 
 class Lab:
-    """A JupyterLab server started as `make lab` starts it, on a scratch copy of the lectures."""
+    """A JupyterLab server started as `make lab` starts it, on a scratch copy of the lectures, with
+    `settings` as the user's own settings (none: a new user's)."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, settings: dict = LAB_SETTINGS):
         self.tmp, self.port, self.token = tmp, free_port(), secrets.token_hex(16)
-        settings = tmp / "lab-settings"
-        for plugin, values in LAB_SETTINGS.items():
-            f = settings / f"{plugin}.jupyterlab-settings"
+        settings_dir = tmp / "lab-settings"
+        settings_dir.mkdir(parents=True)
+        for plugin, values in settings.items():
+            f = settings_dir / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(values))
         args = ["--no-browser", "--ip=127.0.0.1", f"--port={self.port}", f"--IdentityProvider.token={self.token}",
@@ -95,7 +103,7 @@ class Lab:
         env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA", "COURSE_SYSTEM_DATA")}
         env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_DATA_DIR=str(tmp / "data"),  # own trust db
                    JUPYTER_CONFIG_DIR=str(tmp / "config"), IPYTHONDIR=str(tmp / "ipython"),
-                   JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+                   JUPYTERLAB_SETTINGS_DIR=str(settings_dir), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
                    COURSE_PROFILE=os.environ.get("COURSE_PROFILE") or "smoke")
         if cmd[0] != "make":  # the Makefile adds the course's lab config itself
             env["JUPYTER_CONFIG_PATH"] = str(ROOT / "jupyter-config")
@@ -441,3 +449,125 @@ def test_explorers_in_a_real_browser(lecture, tmp_path):
     report = {var: {k: f"{1000 * min(v):.0f}-{1000 * max(v):.0f} ms (n={len(v)})" for k, v in lat.items()}
               for var, lat in latencies.items()}
     print(f"{lecture.name}: control change -> new figure: {report}")
+
+
+# -- first look: every lecture, as a new user's `make lab` opens it ------------------------------------------------
+DIRTY = "jp-mod-dirty"  # the class JupyterLab puts on a document's tab while it has unsaved changes
+SCROLL_THROUGH = """async () => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
+  for (let y = 0; y < panel.scrollHeight; y += panel.clientHeight / 2) {
+    panel.scrollTop = y;
+    await new Promise(done => requestAnimationFrame(() => setTimeout(done, 50)));
+  }
+  panel.scrollTop = 0;
+}"""
+
+
+@pytest.fixture
+def new_users_lab(tmp_path):
+    """JupyterLab as `make lab` starts it for a new user: the course's settings, no user settings or
+    workspaces, on scratch copies of the lectures."""
+    need_browser()
+    (tmp_path / "root" / "lectures").mkdir(parents=True)
+    for lecture in ALL_LECTURES:
+        nb = json.loads(lecture.read_text(encoding="utf-8"))
+        # The one thing JupyterLab rewrites that the repository cannot choose: the kernel's exact Python
+        # version in language_info (the lectures record the one they were executed with).
+        nb["metadata"].setdefault("language_info", {})["version"] = platform.python_version()
+        (tmp_path / "root" / "lectures" / lecture.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    lab = Lab(tmp_path, settings={})
+    yield lab
+    lab.close()
+
+
+def tab(page: Page, name: str):
+    """The main-area tab of the document `name`."""
+    return page.page.locator("#jp-main-dock-panel .lm-TabBar-tab", has=page.page.locator(".lm-TabBar-tabLabel", has_text=name))
+
+
+def wait_open(page: Page, names: list[str], timeout_s: float = 120):
+    """Every notebook in `names` has its tab and an idle kernel; each, shown in turn, is scrolled through
+    so that every cell and output has rendered."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        idle = {s["path"] for s in page.lab.api("sessions") if s["kernel"]["execution_state"] == "idle"}
+        missing = [n for n in names if tab(page, n).count() != 1 or f"lectures/{n}" not in idle]
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"not open with an idle kernel after {timeout_s} s: {missing}"
+        time.sleep(0.5)
+    for name in names:
+        tab(page, name).click()
+        page.page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+        page.page.evaluate(SCROLL_THROUGH)
+    page.page.wait_for_timeout(2000)  # what JupyterLab and the widget manager do once the kernel is up
+
+
+def first_look_problems(page: Page, names: list[str], watch_s: float = 3) -> dict[str, list[str]]:
+    """What is wrong with each open notebook as a student first sees it, watched for `watch_s`."""
+    problems: dict[str, list[str]] = {}
+    deadline = time.monotonic() + watch_s
+    while time.monotonic() < deadline:
+        for name in names:
+            if DIRTY in (tab(page, name).get_attribute("class") or "").split():
+                problems[name] = ["its tab shows the unsaved-changes dot before any edit"]
+        toasts = [t.strip() for t in page.page.locator(".Toastify__toast:visible").all_inner_texts() if t.strip()]
+        if toasts:
+            problems["the page"] = [f"a notification covers the notebook: {toasts}"]
+        time.sleep(0.25)
+    return problems
+
+
+def changed_on_load(page: Page, name: str, copy: Path, before: bytes) -> str:
+    """Save the notebook `name` (a scratch copy) as it is now and say which of its parts differ from the file as opened."""
+    tab(page, name).click()
+    page.save(copy)
+    old, new = json.loads(before), json.loads(copy.read_text(encoding="utf-8"))
+    lines = [f"metadata.{k}: {json.dumps(old['metadata'].get(k))[:200]} -> {json.dumps(new['metadata'].get(k))[:200]}"
+             for k in sorted(set(old["metadata"]) | set(new["metadata"])) if old["metadata"].get(k) != new["metadata"].get(k)]
+    if (old["nbformat"], old["nbformat_minor"]) != (new["nbformat"], new["nbformat_minor"]):
+        lines.append(f"nbformat {old['nbformat']}.{old['nbformat_minor']} -> {new['nbformat']}.{new['nbformat_minor']}")
+    cells = [i for i, (a, b) in enumerate(zip(old["cells"], new["cells"])) if a != b]
+    if cells or len(old["cells"]) != len(new["cells"]):
+        lines.append(f"cells {cells} differ ({len(old['cells'])} cells -> {len(new['cells'])})")
+    return "\n    ".join(lines) or "nothing in the saved file (something marked it unsaved without changing it)"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_lectures_open_unmodified_for_a_new_user(new_users_lab):
+    """Every lecture, opened from the file browser and rendered, has no unsaved changes and no prompt
+    over it; so again when the page is reloaded and JupyterLab reopens them. A student can close
+    one without being asked to save."""
+    sync_playwright = need_browser()
+    lab, names = new_users_lab, [p.name for p in ALL_LECTURES]
+    copies = {name: lab.tmp / "root" / "lectures" / name for name in names}
+    before = {name: copy.read_bytes() for name, copy in copies.items()}
+    shots = FAILURES / "first-look"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = Page(browser.new_context(viewport={"width": 1400, "height": 1000}), lab)
+        try:
+            page.page.goto(lab.url("lectures"))  # the file browser, on lectures/
+            for name in names:
+                page.page.locator(".jp-DirListing-item", has_text=name).dblclick()
+                tab(page, name).wait_for(timeout=30_000)
+            for when in ("opened", "reopened (page reloaded)"):
+                if when != "opened":
+                    page.page.goto(f"http://127.0.0.1:{lab.port}/lab?token={lab.token}")  # restores the open tabs
+                wait_open(page, names)
+                problems = first_look_problems(page, names)
+                for name in [n for n in names if n in problems]:
+                    problems[name].append("JupyterLab changed, as File > Save writes it:\n    "
+                                          + changed_on_load(page, name, copies[name], before[name]))
+                assert not problems, f"{when} in a new user's JupyterLab:\n" + "\n".join(
+                    f"{name}: " + "\n  ".join(p) for name, p in problems.items())
+            assert not [n for n in names if copies[n].read_bytes() != before[n]], "opening a lecture wrote its file"
+            assert not page.errors, "console errors while opening:\n" + "\n".join(page.errors)
+        except BaseException:
+            shots.mkdir(parents=True, exist_ok=True)
+            page.page.screenshot(path=str(shots / "page.png"))
+            shutil.copy(lab.log_path, shots / "lab.log")
+            raise
+        finally:
+            browser.close()
