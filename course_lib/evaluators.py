@@ -26,7 +26,7 @@ import torch
 from .checkpoint import atomic_write, config_from_dict, config_to_dict
 from .data import load_data
 from .models.classifier import Classifier, ClassifierConfig
-from .runtime import device_name, pick_device, seed_everything
+from .runtime import device_name, fixed_threads, pick_device, seed_everything
 from .train import TrainConfig, Trainer
 
 __all__ = ["ASSETS", "RECIPES", "Recipe", "EvaluatorError", "train_evaluator", "load_evaluator", "manifest", "command"]
@@ -102,15 +102,10 @@ def train_evaluator(name: str, folder: Path = ASSETS, device: str = "auto", prog
     schedule = torch.optim.lr_scheduler.OneCycleLR(phase.optimizer, max_lr=recipe.config.lr,
                                                    total_steps=len(batches) * epochs)
     phase.after = schedule.step
-    threads_before = torch.get_num_threads()
-    if recipe.threads and dev.type == "cpu":
-        torch.set_num_threads(recipe.threads)
-    threads = torch.get_num_threads()
-    t0 = time.perf_counter()
-    try:
+    with fixed_threads(recipe.threads if dev.type == "cpu" else None):  # not recounted while it trains
+        threads = torch.get_num_threads()
+        t0 = time.perf_counter()
         trainer.fit(batches, epochs=epochs)
-    finally:
-        torch.set_num_threads(threads_before)
     seconds = time.perf_counter() - t0
     if trainer.status != "done":
         raise EvaluatorError(f"training {name} stopped ({trainer.status}); nothing was written.")

@@ -5,6 +5,7 @@ profile, prints one line saying so, and returns a `Course` with what a notebook 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from .data import ImageData
 
 __all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT",
-           "set_threads", "follow_free_cores", "usable_cores", "THREADS_VAR"]
+           "set_threads", "fixed_threads", "follow_free_cores", "usable_cores", "THREADS_VAR"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the course checkout: lectures/, labs/, data/, ...
 
@@ -221,6 +222,23 @@ def follow_free_cores() -> None:
     free = _free_cores(_others_busy(last, now))
     if free != torch.get_num_threads():
         torch.set_num_threads(free)
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None):
+    """Within the block, exactly `threads` CPU threads (None: leave the setting alone), never recounted; then
+    the setting before it, mode and count. For results that must not depend on the machine's load, e.g.
+    the evaluation classifiers, whose weights depend on the thread count through the order of sums."""
+    if threads is None:
+        yield
+        return
+    before, count = dict(_threads), torch.get_num_threads()
+    set_threads(threads)
+    try:
+        yield
+    finally:
+        _threads.update(before)
+        torch.set_num_threads(count)
 
 
 def threads_mode() -> str:

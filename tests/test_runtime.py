@@ -183,6 +183,18 @@ def test_auto_threads_leave_the_cores_other_processes_use(monkeypatch, restore_t
     runtime.follow_free_cores()
 
 
+def test_fixed_threads_hold_inside_and_restore_after(monkeypatch, restore_threads):
+    runtime.set_threads(2)
+    runtime._threads.update(mode="auto", last=None)
+    with runtime.fixed_threads(1):
+        assert torch.get_num_threads() == 1 and runtime.threads_mode() == "fixed"
+        monkeypatch.setattr(runtime, "_cpu_sample", lambda: pytest.fail("a fixed count is never recounted"))
+        runtime.follow_free_cores()
+    assert torch.get_num_threads() == 2 and runtime.threads_mode() == "auto"
+    with runtime.fixed_threads(None):  # None: the setting is left alone
+        assert torch.get_num_threads() == 2 and runtime.threads_mode() == "auto"
+
+
 def test_auto_threads_without_proc_use_every_core(monkeypatch, restore_threads):
     monkeypatch.setattr(runtime, "_cpu_sample", lambda: None)
     monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
