@@ -199,3 +199,12 @@ def test_the_mnist_command_trains_where_mnist_is_present(tmp_path, monkeypatch):
     assert entry["command"] == "python -m course_lib.metrics train-classifier mnist" and entry["train_images"] == 256
     net = evaluators.load_evaluator("mnist", folder=tmp_path / "assets")
     assert net.config.pool == 2 and not any(p.requires_grad for p in net.parameters())
+
+
+def test_held_out_asks_for_no_more_than_half_the_test_split():
+    """The reference set takes the first n test images and held_out the next n: past half the split there is
+    nothing left to hold out (the gpu profile's 10,000 asked for 10,000 more and got an empty tensor)."""
+    held = M.held_out("digits", 150)
+    assert len(held.images) == 150 and len(held.labels) == 150
+    with pytest.raises(ValueError, match=r"needs 302 test images.*has 300.*n <= 150"):
+        M.held_out("digits", 151)
