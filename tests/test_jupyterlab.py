@@ -74,12 +74,24 @@ def test_make_lab_serves_the_course(tmp_path):
         log.close()
 
 
+@pytest.fixture(scope="module")
+def kernel_language_info():
+    """The kernel's language_info, read in a child process: importing ipykernel here would make tqdm.auto in
+    this test process believe it runs in a notebook, and later tests' progress bars print nothing."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json; from ipykernel.ipkernel import IPythonKernel as K; print(json.dumps(K.language_info))"
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                     timeout=120).stdout)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS])
-def test_notebooks_are_committed_as_jupyterlab_keeps_them(path):
+def test_notebooks_are_committed_as_jupyterlab_keeps_them(path, kernel_language_info):
     """When JupyterLab opens a notebook it writes the kernel's kernelspec and language_info into it,
     and the widget manager restores any saved widget state; each marks the notebook unsaved before
     the student has touched it (tests/test_browser.py checks the tab itself, for the lectures)."""
-    from ipykernel.ipkernel import IPythonKernel
     from jupyter_client.kernelspec import KernelSpecManager
 
     meta = nbformat.read(path, as_version=4).metadata
@@ -88,7 +100,7 @@ def test_notebooks_are_committed_as_jupyterlab_keeps_them(path):
     assert meta.get("kernelspec") == {"name": "python3", "display_name": spec.display_name, "language": spec.language}, \
         f"{path.name}: JupyterLab rewrites the kernelspec {meta.get('kernelspec')} on open; {fix}"
     # all but the version: the kernel reports its interpreter's exact Python version, the student's choice
-    kernel_info = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    kernel_info = {k: v for k, v in kernel_language_info.items() if k != "version"}
     assert {k: v for k, v in meta.get("language_info", {}).items() if k != "version"} == kernel_info, \
         f"{path.name}: JupyterLab rewrites language_info {meta.get('language_info')} with the kernel's {kernel_info}"
     assert "version" in meta.language_info, f"{path.name}: language_info has no version; JupyterLab adds the kernel's"
