@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import pickle
 import tempfile
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "atomic_write", "atomic_save",
-           "model_identity", "config_to_dict", "config_from_dict", "config_diff", "check_same_run"]
+           "model_identity", "sha256_file", "config_to_dict", "config_from_dict", "config_diff", "check_same_run"]
 
 FORMAT = "course_lib.checkpoint/1"
 
@@ -55,6 +56,15 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks: what the shipped assets' manifests record."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:

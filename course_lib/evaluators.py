@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write, config_from_dict, config_to_dict
+from .checkpoint import atomic_write, config_from_dict, config_to_dict, sha256_file
 from .data import load_data
 from .models.classifier import Classifier, ClassifierConfig
 from .runtime import device_name, fixed_threads, pick_device, seed_everything
@@ -80,10 +80,6 @@ def manifest(folder: Path = ASSETS) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def train_evaluator(name: str, folder: Path = ASSETS, device: str = "auto", progress: bool = True,
                     epochs: int | None = None) -> dict:
     """Train the evaluation classifier of `name` on its whole training split, measure it on the whole
@@ -114,7 +110,7 @@ def train_evaluator(name: str, folder: Path = ASSETS, device: str = "auto", prog
     path = folder / f"{name}.safetensors"
     with atomic_write(path) as f:
         f.write(save(tensors, metadata={"dataset": name, "format": "course_lib.evaluator/1"}))
-    entry = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+    entry = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
              "config": config_to_dict(recipe.config), "seed": recipe.seed, "epochs": epochs,
              "batch_size": recipe.batch_size, "train_images": len(train), "test_images": len(test),
              "test_accuracy": round(accuracy, 4), "command": command(name), "train_seconds": round(seconds, 1),

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
-from .checkpoint import check_same_run, read_checkpoint
+from .checkpoint import check_same_run, read_checkpoint, save_checkpoint
 from .train import TrainConfig, Trainer, count_steps
 
 __all__ = ["load_or_train", "train_with_snapshots", "training_figures", "keep_trained"]
@@ -120,8 +120,6 @@ def keep_trained(course, model: nn.Module, name: str, trainer: Trainer) -> Path 
     """
     if course.keep_dir is None:
         return None
-    from .checkpoint import save_checkpoint
-
     path = Path(course.keep_dir) / f"{name}.pt"
     return save_checkpoint(path, model, step=trainer.step, history=trainer.history,
                            extra={"train_seconds": round(trainer.seconds, 3), "samples_seen": int(trainer.samples_seen),

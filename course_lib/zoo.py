@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write, config_from_dict, read_checkpoint
+from .checkpoint import atomic_write, config_from_dict, read_checkpoint, sha256_file
 
 __all__ = ["ZOO", "ZooError", "manifest", "load_pretrained", "add_entry", "entry_figures", "main"]
 
@@ -48,14 +46,6 @@ def manifest(folder: Path = ZOO) -> dict[str, dict]:
     """name -> entry, as `manifest.json` records them ({} when the zoo is empty)."""
     path = Path(folder) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _model_class(name: str) -> type:
@@ -83,7 +73,7 @@ def load_pretrained(name: str, device: str | torch.device = "cpu", folder: Path 
     if not path.is_file():
         raise ZooError(f"The zoo file {path} is missing (the manifest lists it). Restore it from the repository "
                        f"(git checkout -- {path.name}), or: {rebuild}")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise ZooError(f"The zoo file {path} has sha256 {digest[:12]}..., not the manifest's {entry['sha256'][:12]}...: "
                        f"it was changed or damaged. Restore it (git checkout -- {path.name}), or: {rebuild}")
@@ -139,7 +129,7 @@ def add_entry(checkpoint: Path, bench_line: dict, folder: Path = ZOO, half: bool
     extra = state.get("extra", {})
     options = " --loss " + bench_line["loss"] if "loss" in bench_line else ""
     entry = {
-        "file": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target),
+        "file": target.name, "bytes": target.stat().st_size, "sha256": sha256_file(target),
         "dtype": "float16" if half else "float32",
         "model_class": state["model_class"], "config": state["config"], "seed": state.get("seed", 0),
         "steps": state["step"], "images_seen": extra.get("samples_seen"), "train_seconds": extra.get("train_seconds"),

@@ -10,6 +10,7 @@ import torch
 
 from course_lib import evaluators
 from course_lib import metrics as M
+from course_lib.checkpoint import sha256_file
 from course_lib.data import load_data
 
 F64 = torch.float64
@@ -134,7 +135,7 @@ def test_shipped_files_are_small_checksummed_and_documented():
     for name, entry in record.items():
         path = evaluators.ASSETS / entry["file"]
         assert path.stat().st_size < 2 * 2**20, f"{path} must stay under 2 MB"
-        assert entry["command"] == evaluators.command(name) and entry["sha256"] == evaluators._sha256(path)
+        assert entry["command"] == evaluators.command(name) and entry["sha256"] == sha256_file(path)
     assert record["fashion-mnist"]["test_accuracy"] >= 0.93 and record["digits"]["test_accuracy"] >= 0.97
 
 
