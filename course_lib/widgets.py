@@ -228,7 +228,7 @@ class InterpolationExplorer(Explorer):
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], z_dim: int, seeds: tuple[int, int] = (0, 1),
                  t: float = 0.5, path: str = "spherical", frames: int = 8, max_seed: int = 99) -> None:
-        from .models.dcgan import lerp, slerp
+        from .latent import lerp, slerp
 
         if path not in self.PATHS:
             raise ValueError(f"path must be one of {self.PATHS}, got {path!r}.")

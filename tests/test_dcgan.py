@@ -7,8 +7,8 @@ from torch import nn
 
 from course_lib import PROFILES, setup
 from course_lib.models import GenerativeProcess, Process
-from course_lib.models.dcgan import (DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, lerp, loss_config, slerp,
-                                     train_dcgan)
+from course_lib.latent import lerp, slerp
+from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, loss_config, train_dcgan
 from course_lib.models.gan import GAN, LOSSES, WGAN_GP, GANConfig
 from course_lib.train import TrainConfig, Trainer
 

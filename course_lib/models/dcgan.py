@@ -34,8 +34,7 @@ from ..train import TrainConfig, Trainer
 from .base import seeded
 from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
 
-__all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "loss_config", "lerp", "slerp",
-           "DCGANRun", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
+__all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "loss_config", "DCGANRun", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
 
 
 @dataclass
@@ -161,27 +160,6 @@ def loss_config(loss: str, **changes) -> dict:
         raise ValueError(f"Unknown GAN loss {loss!r}. Choose one of {sorted(LOSSES)}.")
     base = {**WGAN_GP, "d_norm": "layer"} if loss == "wgan-gp" else {"loss": loss}
     return {**base, **changes}
-
-
-# -- latent space -------------------------------------------------------------------------------------------
-def lerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
-    """(1 - t) z0 + t z1, row by row: (B, d), (B, d) -> (B, d). Its midpoints fall inside the sqrt(d) shell."""
-    return (1 - t) * z0 + t * z1
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float, eps: float = 1e-6) -> torch.Tensor:
-    """Spherical interpolation, row by row: (B, d), (B, d) -> (B, d) (Shoemake 1985; White 2016 for GANs).
-
-    slerp = sin((1 - t) W) / sin W z0 + sin(t W) / sin W z1, with W the angle between z0 and z1.
-    For z0, z1 of equal norm it keeps that norm; rows less than `eps` radians apart fall back to lerp.
-    """
-    cos = (z0 * z1).sum(-1, keepdim=True) / (z0.norm(dim=-1, keepdim=True) * z1.norm(dim=-1, keepdim=True))
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))  # (B, 1), the angle W
-    sin = torch.sin(omega)
-    close = sin.abs() < eps
-    safe = torch.where(close, torch.ones_like(sin), sin)  # no 0 / 0 where the rows are (anti)parallel
-    out = (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / safe
-    return torch.where(close, lerp(z0, z1, t), out)
 
 
 # -- training ---------------------------------------------------------------------------------------------
