@@ -18,7 +18,8 @@ from torch import nn
 
 from ..exercises import Exercise, register
 from ..models.base import seeded
-from ..models.dcgan import DCGANConfig, Discriminator, Generator, slerp
+from ..latent import slerp
+from ..models.dcgan import DCGANConfig, Discriminator, Generator
 from ..models.gan import GAN, GANConfig, hinge_discriminator_loss, hinge_generator_loss
 
 F64 = torch.float64
