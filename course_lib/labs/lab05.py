@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercises import Exercise, register
-from ..models.dcgan import lerp
+from ..latent import lerp
 from ..models.vae import gaussian_kl
 
 F64 = torch.float64
