@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 
 from .checkpoint import atomic_write
-from .runtime import REPO_ROOT
+from .paths import REPO_ROOT
 
 __all__ = ["ImageData", "Batches", "DataNotFoundError", "DATASETS", "TEST_SIZES", "data_dir", "load_data",
            "ensure_dataset", "shuffled_order"]

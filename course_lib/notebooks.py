@@ -30,7 +30,7 @@ import nbformat
 
 from .checkpoint import atomic_write
 from .profiles import ENV_VAR as PROFILE_VAR
-from .runtime import REPO_ROOT
+from .paths import REPO_ROOT
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")

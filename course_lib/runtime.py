@@ -12,20 +12,17 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from .data import ImageData, data_dir, load_data
+from .paths import REPO_ROOT
 from .profiles import Profile, get_profile
-
-if TYPE_CHECKING:
-    from .data import ImageData
 
 __all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT",
            "set_threads", "fixed_threads", "follow_free_cores", "usable_cores", "THREADS_VAR"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent  # the course checkout: lectures/, labs/, data/, ...
 
 
 @dataclass
@@ -43,19 +40,16 @@ class Course:
 
     @property
     def data_dir(self) -> Path:
-        from .data import data_dir
         return data_dir()
 
     def load_data(self, name: str = "fashion-mnist", split: str = "train", size: int | None | str = "profile",
-                  device: str | torch.device | None = None, download: bool = True) -> "ImageData":
+                  device: str | torch.device | None = None, download: bool = True) -> ImageData:
         """A dataset split sized by the profile, drawn with this notebook's seed, on this notebook's device.
 
         size: "profile" (default) takes `profile.train_size` for "train" and `profile.eval_size` for
         "test"; an int keeps that many images; None keeps the whole split.
         device: default `course.device`, so in the gpu profile the data already sits on the GPU.
         """
-        from .data import load_data
-
         if size == "profile":
             size = self.profile.train_size if split == "train" else self.profile.eval_size
         elif size is not None and not isinstance(size, int):

@@ -425,3 +425,11 @@ def test_the_command_line_explains_a_bad_lab_or_missing_files(tmp_path):
     r = subprocess.run([sys.executable, "-m", "course_lib.grading", "lab00", str(tmp_path / "nothing.ipynb")],
                        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert r.returncode != 0 and "No submission at" in r.stderr
+
+
+def test_grading_imports_without_its_extras():
+    """`import course_lib.grading` needs only the base install: pytest and psutil (the grading extra) load where used."""
+    code = ("import sys; sys.modules['pytest'] = sys.modules['psutil'] = None\n"
+            "import course_lib.grading as g; assert callable(g.grade_batch)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

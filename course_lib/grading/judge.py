@@ -8,7 +8,7 @@ from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .plugin import short
+from .text import short
 from .records import verify_recorded
 from .review import reference_paths, review
 from .reference import Cell, RefExercise, Reference, SubmissionError, build_cells, read_submission

@@ -8,7 +8,7 @@ import nbformat
 
 from ..exercises import get_exercise
 from ..notebooks import REPO_ROOT, checks_of, exercises_of
-from .plugin import short
+from .text import short
 
 
 @dataclass(frozen=True)

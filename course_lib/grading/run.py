@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from ..data import ENV_VAR as DATA_VAR
 from ..data import SYSTEM_DIRS_VAR
 from ..exercises import GRADE_DIR_VAR
@@ -67,6 +65,8 @@ def end_run(proc: subprocess.Popen, marker: str) -> None:
     In the sandbox, killing the kernel's bwrap ends its PID namespace and so every process in it;
     the search by marker is for runs without one.
     """
+    import psutil  # the grading extra (pip install "course-lib[grading]"); imported here, not with the package
+
     victims = []
     try:
         victims += psutil.Process(proc.pid).children(recursive=True)

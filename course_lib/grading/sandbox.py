@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..data import ENV_VAR as DATA_VAR
 from ..data import SYSTEM_DIRS_VAR
-from ..runtime import REPO_ROOT
+from ..paths import REPO_ROOT
 
 HOME, WORK = "/tmp/home", "/tmp/work"  # inside the sandbox, on its private tmpfs
 RECORDS = "/course-grade/records"  # $COURSE_GRADE_DIR inside the sandbox
