@@ -10,7 +10,7 @@ and the metric that model family reports). Add `--out FILE` to append the line t
     python -m course_lib.bench --list
     python -m course_lib.bench vae --profile gpu --save runs/bench   # and keep the trained weights
 
-Benchmarks are found by walking `course_lib/models/`: a model file lists its own in a
+Benchmarks are found by walking `course_lib/recipes/`: a family's recipe lists its own in a
 module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
 (`course_lib/metrics.py`), which every model reports with, list theirs the same way.
 
@@ -36,17 +36,17 @@ from .runtime import Course, device_name, setup
 __all__ = ["find_benchmarks", "run", "main", "OPTIONS"]
 
 Benchmark = Callable[[Course], dict]
-MODELS_PACKAGE = "course_lib.models"
+RECIPES_PACKAGE = "course_lib.recipes"
 METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
 OPTIONS = ("loss",)  # the command-line options a benchmark may take, through `fn.choices`
 
 
-def find_benchmarks(package: str = MODELS_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
+def find_benchmarks(package: str = RECIPES_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
     """name -> benchmark, from the `BENCHMARKS` dict of every module in `package` (imported now), and of
-    the modules in `also` (default: the metrics module when walking the course's models)."""
+    the modules in `also` (default: the metrics module when walking the course's recipes)."""
     pkg = importlib.import_module(package)
     if also is None:
-        also = (METRICS_MODULE,) if package == MODELS_PACKAGE else ()
+        also = (METRICS_MODULE,) if package == RECIPES_PACKAGE else ()
     modules = [f"{package}.{info.name}" for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)]
     found: dict[str, Benchmark] = {}
     for module_name in [*modules, *also]:
@@ -65,9 +65,9 @@ def describe_benchmarks(benches: dict[str, Benchmark]) -> str:
     for name, fn in sorted(benches.items()):
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         where = fn.__module__.removeprefix("course_lib.").replace(".", "/") + ".py"
-        lines.append(f"{name:12s} {where:22s} {summary}")
+        lines.append(f"{name:15s} {where:22s} {summary}")
         for option, values in getattr(fn, "choices", {}).items():
-            lines.append(f"{'':12s} --{option}: {', '.join(values)} or all")
+            lines.append(f"{'':15s} --{option}: {', '.join(values)} or all")
     return "\n".join(lines)
 
 
@@ -90,7 +90,7 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
         benches: dict[str, Benchmark] | None = None, save: str | Path | None = None, **options: str) -> dict:
     """Run one benchmark (with `options` among its `choices`) and return its JSON-ready record.
 
-    save: a folder where the benchmark saves the models it trains (`runs.keep_trained`), so the
+    save: a folder where the benchmark saves the models it trains (`recipes.common.keep_trained`), so the
     weights behind a bench line can be kept (the GPU run brings them back this way)."""
     benches = find_benchmarks() if benches is None else benches
     if name not in benches:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a benchmark name, or 'all'")
-    p.add_argument("--list", action="store_true", help="list the benchmarks found in course_lib/models/ and exit")
+    p.add_argument("--list", action="store_true", help="list the benchmarks found in course_lib/recipes/ and exit")
     p.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: $COURSE_PROFILE, else by device)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

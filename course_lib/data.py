@@ -42,6 +42,7 @@ class DatasetInfo:
     torchvision_class: str | None  # class in torchvision.datasets, None for non-IDX datasets
     system_dirs: tuple[str, ...] = ()
     debian_package: str | None = None
+    image_size: int = 28  # the side of its square one-channel images
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -50,7 +51,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "FashionMNIST", ("/usr/share/datasets/fashion-mnist",), "dataset-fashion-mnist"),
     "mnist": DatasetInfo("mnist", tuple(str(i) for i in range(10)), "MNIST", ("/usr/share/datasets/mnist",)),
-    "digits": DatasetInfo("digits", tuple(str(i) for i in range(10)), None),
+    "digits": DatasetInfo("digits", tuple(str(i) for i in range(10)), None, image_size=8),
 }
 
 

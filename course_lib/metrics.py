@@ -13,6 +13,9 @@ the profile sets (`profile.eval_size`; the Fréchet distance is biased by it, so
     memorised             fraction of samples nearer to a training image than `MEMORISED` times
                           the typical test-to-train nearest distance (pixel space)
 
+`evaluate(..., train=data)` is told the images the model trained on (or the Course, whose seed and
+profile drew them); the FD floor and `memorised` compare with those, not with another subset.
+
 Fréchet distance and KID come from torchmetrics, fed with our features (the classifier runs once
 per image; the real sets' features are computed once and cached).
 
@@ -31,6 +34,7 @@ from torch import nn
 from .data import DATASETS, TEST_SIZES, ImageData, load_data, shuffled_order
 from .evaluators import load_evaluator
 from .profiles import Profile, get_profile
+from .runtime import Course
 
 __all__ = ["evaluate", "features", "frechet_distance", "frechet_gaussians", "kid", "prdc", "inception_score",
            "nearest_distances", "memorisation_ratio", "check_samples", "reference_images", "held_out", "held_out_images",
@@ -57,7 +61,8 @@ def check_samples(samples: torch.Tensor, dataset: str, need: int) -> torch.Tenso
     """Samples as float (N, 1, H, W) in [0, 1] for `dataset`, or a ValueError that says how to fix them."""
     if not isinstance(samples, torch.Tensor):
         raise TypeError(f"samples must be a tensor (N, 1, H, W), got {type(samples).__name__}.")
-    shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
+    size = DATASETS[dataset].image_size
+    shape = (1, size, size)
     x = samples.detach()
     if x.ndim == 3:
         x = x.unsqueeze(1)
@@ -225,37 +230,81 @@ def held_out_images(dataset: str, n: int) -> torch.Tensor:
     return held_out(dataset, n).images
 
 
-def training_images(dataset: str, profile: str | Profile | None = None) -> torch.Tensor:
-    """The training images a generator of this profile trains on (profile.train_size, seed 0): the copies to look for."""
-    return load_data(dataset, "train", size=get_profile(profile).train_size, seed=0).images
+def training_images(dataset: str, profile: str | Profile | None = None, seed: int = 0) -> torch.Tensor:
+    """The training images a generator of this profile trains on under `setup(seed=seed)` (profile.train_size
+    images drawn with that seed): the copies to look for."""
+    return load_data(dataset, "train", size=get_profile(profile).train_size, seed=seed).images
 
 
-def _real(dataset: str, n: int, train_size: int | None, device: torch.device) -> dict:
-    key = (dataset, n, train_size, str(device))
+def _checksum(images: torch.Tensor) -> tuple:
+    """A cheap, order-sensitive fingerprint of a set of images, to cache what is computed from it."""
+    rows = images.flatten(1).double().sum(1)  # (N,)
+    return (tuple(images.shape), float(rows.sum()), float((rows * torch.arange(1, len(rows) + 1)).sum()))
+
+
+def _train_images(dataset: str, train, prof: Profile) -> tuple[tuple, torch.Tensor | None]:
+    """(cache key, the images or None if the key says how to draw them) for evaluate's `train`."""
+    if train is None:
+        return ("subset", prof.train_size, 0), None
+    if isinstance(train, Course):  # its profile's subset, drawn with its seed
+        return ("subset", train.profile.train_size, train.seed), None
+    if isinstance(train, ImageData):
+        if train.name != dataset:
+            raise ValueError(f"train= holds {train.name} images, but the samples are evaluated as {dataset}: pass the "
+                             f"data the model trained on, e.g. course.load_data({dataset!r}).")
+        train = train.images
+    if not isinstance(train, torch.Tensor) or train.ndim != 4:
+        raise TypeError(f"train= takes the training data (an ImageData, images (N, 1, H, W) or the Course), got "
+                        f"{type(train).__name__}.")
+    train = train.detach().float().cpu()
+    return ("given", *_checksum(train)), train
+
+
+def _real_test(dataset: str, n: int, device: torch.device) -> dict:
+    """The reference test set's images, features and logits, computed once per (dataset, n, device)."""
+    key = ("test", dataset, n, str(device))
     if key not in _REAL:
         test = reference_images(dataset, n)
-        train = load_data(dataset, "train", size=train_size, seed=0).images  # what generators train on
-        n_floor = min(n, len(train))
-        floor_imgs = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:n_floor]]
-        (f_test, l_test), (f_floor, _) = features(test.to(device), dataset), features(floor_imgs.to(device), dataset)
-        _REAL[key] = {"test": test, "train": train, "f_test": f_test.cpu(), "l_test": l_test.cpu(),
-                      "fd_floor": frechet_distance(f_test, f_floor),
-                      "inception_score_real": inception_score(l_test),
-                      "typical": _pixel_nearest(test, train).median()}
+        f_test, l_test = features(test.to(device), dataset)
+        _REAL[key] = {"test": test, "f_test": f_test.cpu(), "l_test": l_test.cpu(),
+                      "inception_score_real": inception_score(l_test)}
     return _REAL[key]
 
 
+def _real(dataset: str, n: int, device: torch.device, train=None, profile: str | Profile | None = None) -> dict:
+    """`_real_test`, with what depends on the training images: the FD floor (n of them against the test set)
+    and the typical test-to-train nearest distance that `memorised` is measured against."""
+    prof = get_profile(profile)
+    key, images = _train_images(dataset, train, prof)
+    key = ("train", dataset, n, str(device), key)
+    if key not in _REAL:
+        real = _real_test(dataset, n, device)
+        if images is None:
+            _, size, seed = key[-1]
+            images = load_data(dataset, "train", size=size, seed=seed).images
+        n_floor = min(n, len(images))
+        floor_imgs = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:n_floor]]
+        f_floor, _ = features(floor_imgs.to(device), dataset)
+        _REAL[key] = {"train": images, "fd_floor": frechet_distance(real["f_test"], f_floor),
+                      "typical": _pixel_nearest(real["test"], images).median()}
+    return {**_real_test(dataset, n, device), **_REAL[key]}
+
+
 def evaluate(samples: torch.Tensor, dataset: str = "fashion-mnist", labels: torch.Tensor | None = None, *,
-             profile: str | Profile | None = None, n: int | None = None,
+             train=None, profile: str | Profile | None = None, n: int | None = None,
              device: str | torch.device | None = None) -> dict:
-    """Every sample metric of the course on the first n samples (n: the profile's eval_size). Returns a dict."""
+    """Every sample metric of the course on the first n samples (n: the profile's eval_size). Returns a dict.
+
+    train: what the model trained on, for the FD floor and `memorised`: its ImageData (or images), or the
+    Course (the profile's training subset drawn with the course's seed). None: that subset with seed 0.
+    """
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}: choose one of {sorted(DATASETS)}.")
     prof = get_profile(profile)
     n = min(n or prof.eval_size, TEST_SIZES[dataset])
     x = check_samples(samples, dataset, n)[:n]
     device = torch.device(device) if device is not None else x.device
-    real = _real(dataset, n, prof.train_size, device)
+    real = _real(dataset, n, device, train, prof)
     f, logits = features(x.to(device), dataset)
     f, logits = f.cpu(), logits.cpu()
     kid_mean, kid_std = kid(real["f_test"], f)
@@ -288,16 +337,16 @@ def bench_metrics(course) -> dict:
     n = course.profile.eval_size
     for name in ("fashion-mnist", "digits"):
         m = min(n, TEST_SIZES[name])
-        out[f"{name}_fd_floor_n{m}"] = round(_real(name, m, course.profile.train_size, course.device)["fd_floor"], 4)
+        out[f"{name}_fd_floor_n{m}"] = round(_real(name, m, course.device, course, course.profile)["fd_floor"], 4)
     n = min(n, TEST_SIZES["fashion-mnist"] // 2)  # the table's "clean" row: test images beyond the reference set
     held_data = held_out("fashion-mnist", n)
     held = held_data.images
     g = torch.Generator().manual_seed(course.seed)
     failures = {"clean": held, "noise0.2": (held + 0.2 * torch.randn(held.shape, generator=g)).clamp(0, 1),
                 "one_class": held[held_data.labels == 0].repeat(20, 1, 1, 1)[:n],
-                "copies": training_images("fashion-mnist", course.profile)[:n]}
+                "copies": training_images("fashion-mnist", course.profile, course.seed)[:n]}
     for name, x in failures.items():
-        r = evaluate(x, "fashion-mnist", profile=course.profile, n=min(n, len(x)))
+        r = evaluate(x, "fashion-mnist", train=course, profile=course.profile, n=min(n, len(x)))
         out[f"table_{name}"] = {k: round(r[k], 4) for k in ("fd", "kid", "precision", "recall", "coverage",
                                                             "inception_score", "memorised")}
     big = torch.cat([held] * (10_000 // len(held) + 1))[:10_000]  # 10,000 samples, whatever the profile

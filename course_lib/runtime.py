@@ -32,7 +32,7 @@ class Course:
     device: torch.device
     profile: Profile
     seed: int
-    keep_dir: Path | None = None  # `bench --save DIR`: where the benches save the models they train (runs.keep_trained)
+    keep_dir: Path | None = None  # `bench --save DIR`: where the benches save the models they train (recipes.common.keep_trained)
 
     def generator(self, offset: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
         """A fresh torch.Generator seeded from the notebook seed (+offset), for reproducible draws."""

@@ -33,9 +33,12 @@ def measure() -> dict:
     from course_lib import setup  # first: it sets OpenMP's environment before torch loads
     import torch
     from course_lib.metrics import evaluate
-    from course_lib.models.dcgan import DCGAN, dcgan_config
-    from course_lib.models.pixelcnn import PixelCNN, pixelcnn_config
-    from course_lib.models.vae import VAE, vae_config
+    from course_lib.models.dcgan import DCGAN
+    from course_lib.recipes.dcgan import dcgan_config
+    from course_lib.models.pixelcnn import PixelCNN
+    from course_lib.recipes.pixelcnn import pixelcnn_config
+    from course_lib.models.vae import VAE
+    from course_lib.recipes.vae import vae_config
     from course_lib.train import TrainConfig, Trainer
 
     course = setup(profile="cpu", device="cpu", quiet=True, threads=os.environ["AB_THREADS"])

@@ -18,7 +18,7 @@ def fake(monkeypatch):
         return {"loss": 0.25, "images_per_s": 1000.0}
 
     benches = {"fake": fake_bench}
-    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.MODELS_PACKAGE: benches)
+    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.RECIPES_PACKAGE: benches)
     return seen, benches
 
 
@@ -87,17 +87,17 @@ def test_a_benchmark_cannot_overwrite_the_record_fields():
         bench.run("clashing", profile="smoke", benches={"clashing": lambda course: {"profile": "faked", "x": 1}})
 
 
-def test_every_model_file_is_walked_and_listed(capsys):
-    """--list shows every benchmark defined in course_lib/models/, found by walking the folder."""
+def test_every_recipe_file_is_walked_and_listed(capsys):
+    """--list shows every benchmark defined in course_lib/recipes/, found by walking the folder."""
     import importlib
     import pkgutil
 
-    import course_lib.models as models
+    import course_lib.recipes as recipes
 
     want = {}
-    for info in pkgutil.iter_modules(models.__path__):
-        want.update(getattr(importlib.import_module(f"course_lib.models.{info.name}"), "BENCHMARKS", {}))
-    assert {"classifier", "ring-gan"} <= set(want)
+    for info in pkgutil.iter_modules(recipes.__path__):
+        want.update(getattr(importlib.import_module(f"course_lib.recipes.{info.name}"), "BENCHMARKS", {}))
+    assert {"classifier", "ring-gan", "dcgan", "cgan", "vae", "pixelcnn"} <= set(want)
     want.update(importlib.import_module("course_lib.metrics").BENCHMARKS)
     assert bench.find_benchmarks() == want
     assert bench.main(["--list"]) == 0
@@ -135,7 +135,7 @@ def with_losses(monkeypatch):
         return {"loss": loss}
     by_loss.choices = {"loss": ("a", "b", "c")}
     benches = {"gan": by_loss, "fake": lambda course: {"x": 1.0}}
-    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.MODELS_PACKAGE: benches)
+    monkeypatch.setattr(bench, "find_benchmarks", lambda package=bench.RECIPES_PACKAGE: benches)
     return seen
 
 
@@ -158,5 +158,5 @@ def test_bad_loss_options_say_what_to_choose(with_losses):
 
 
 def test_dcgan_offers_the_loss_family():
-    from course_lib.models.dcgan import LOSS_FAMILY, bench_dcgan
+    from course_lib.recipes.dcgan import LOSS_FAMILY, bench_dcgan
     assert bench_dcgan.choices == {"loss": LOSS_FAMILY} == {"loss": ("non-saturating", "hinge", "least-squares", "wgan-gp")}

@@ -5,11 +5,12 @@ import torch.nn.functional as F
 
 from course_lib import PROFILES, setup
 from course_lib.models import GenerativeProcess, Process
-from course_lib.models.cgan import (ATTRIBUTES, CGAN, VOCAB, Captioner, CGANConfig, ConcatDiscriminator,
-                                    ConditionalGenerator, ProjectionDiscriminator, TextEncoder, attributes,
-                                    bench_cgan_digits, caption, cgan_config, class_accuracy, class_grid,
-                                    condition_maps, encode_caption, fit_thresholds, matching_aware_d_loss, per_class_metrics,
-                                    projection_logits, train_cgan, wrong_captions, wrong_labels)
+from course_lib.models.captions import ATTRIBUTES, VOCAB, Captioner, attributes, caption, encode_caption, fit_thresholds
+from course_lib.models.cgan import (CGAN, CGANConfig, ConcatDiscriminator, ConditionalGenerator,
+                                    ProjectionDiscriminator, TextEncoder, condition_maps, matching_aware_d_loss,
+                                    projection_logits, wrong_captions, wrong_labels)
+from course_lib.recipes.cgan import (bench_cgan_digits, cgan_config, class_accuracy, class_grid, per_class_metrics,
+                                     train_cgan)
 from course_lib.models.gan import discriminator_loss
 from course_lib.train import TrainConfig, Trainer
 
@@ -232,7 +233,7 @@ def test_embeddings_between_classes_reach_the_generator(course):
     gan = CGAN(small(), seed=1).eval().requires_grad_(False)
     z, e = torch.randn(4, 8), gan.embed([2, 2, 7, 7])
     assert e.shape == (4, 6) and torch.equal(e[0], gan.G.embed.weight[2])
-    assert torch.allclose(gan.generate_embedded(z, e), gan.decode(gan.generate(z, gan.condition([2, 2, 7, 7]))))
+    assert torch.allclose(gan.generate_embedded(z, e), gan.to_data(gan.generate(z, gan.condition([2, 2, 7, 7]))))
     mid = gan.generate_embedded(z[:1], 0.5 * (e[:1] + e[2:3]))  # halfway between two classes: a valid image
     assert mid.shape == (1, 1, 8, 8) and 0 <= float(mid.min()) and float(mid.max()) <= 1
     cap = CGAN(small(condition="caption")).eval()

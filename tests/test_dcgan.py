@@ -8,7 +8,8 @@ from torch import nn
 from course_lib import PROFILES, setup
 from course_lib.models import GenerativeProcess, Process
 from course_lib.latent import lerp, slerp
-from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator, dcgan_config, loss_config, train_dcgan
+from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator
+from course_lib.recipes.dcgan import dcgan_config, loss_config, train_dcgan
 from course_lib.models.gan import GAN, LOSSES, WGAN_GP, GANConfig
 from course_lib.train import TrainConfig, Trainer
 
@@ -172,7 +173,7 @@ def test_dcgan_meets_the_process_contract_and_maps_the_data_range():
     assert torch.equal(a, gan.sample(5, generator=torch.Generator().manual_seed(1)))
     assert a.shape == (5, 1, 8, 8) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0, "sample() is in the data's [0, 1]"
     x = digits_like(4)
-    assert torch.allclose(gan.decode(gan.encode(x)), x) and float(gan.encode(x).min()) < 0
+    assert torch.allclose(gan.to_data(gan.from_data(x)), x) and float(gan.from_data(x).min()) < 0
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES)
@@ -228,10 +229,10 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
     first = train_dcgan(course, DCGAN(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
     again = DCGAN.from_checkpoint(path)
     assert type(again) is DCGAN and again.config == config and again.seed == 2
-    assert all(torch.equal(a, b) for a, b in zip(first.gan.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.state_dict().values()))
     again.eval()
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
-    assert torch.equal(first.gan.sample(6, generator=g()), again.sample(6, generator=g()))
+    assert torch.equal(first.model.sample(6, generator=g()), again.sample(6, generator=g()))
     loaded = train_dcgan(course, DCGAN(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
     assert loaded.trainer.status == "loaded" and [s for s, _ in loaded.snapshots] == [0, 4]
     assert torch.equal(loaded.snapshots[-1][1], first.snapshots[-1][1])
@@ -239,7 +240,7 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
 
 def test_dcgan_benches_are_found_and_report_the_figures():
     from course_lib.bench import find_benchmarks
-    from course_lib.models.dcgan import bench_dcgan_digits
+    from course_lib.recipes.dcgan import bench_dcgan_digits
 
     assert {"dcgan", "dcgan-digits"} <= set(find_benchmarks())
     # smoke, shortened: 60 steps and 128 images to measure (smoke's 150 and 256 take several times longer)
@@ -255,7 +256,7 @@ def test_dcgan_benches_are_found_and_report_the_figures():
 
 def test_smoke_bench_halves_the_untrained_fd(real_data):
     """The smoke target: the trained generator's FD under half the untrained one's, on the real Fashion-MNIST."""
-    from course_lib.models.dcgan import bench_dcgan
+    from course_lib.recipes.dcgan import bench_dcgan
 
     out = bench_dcgan(setup(profile="smoke", quiet=True))
     assert out["fd"] < out["fd_untrained"] / 2, f"FD {out['fd']} after {out['steps']} steps, untrained {out['fd_untrained']}"

@@ -8,8 +8,8 @@ import torch
 from course_lib import PROFILES, setup
 from course_lib.models import GenerativeProcess, Process
 from course_lib.models.pixelcnn import (GatedBlock, MaskedConv2d, PixelCNN, PixelCNNConfig, causality_violations,
-                                        check_causal, evaluate_bpd, mask, pixelcnn_config, receptive_field,
-                                        train_pixelcnn)
+                                        check_causal, mask, receptive_field)
+from course_lib.recipes.pixelcnn import evaluate_bpd, pixelcnn_config, train_pixelcnn
 from course_lib.train import TrainConfig, Trainer
 
 QUIET = TrainConfig(log_every=5, progress=False)
@@ -215,16 +215,16 @@ def test_complete_keeps_the_visible_rows_exactly_and_samples_the_rest():
 
 def test_a_conditional_model_samples_and_scores_per_class():
     model = PixelCNN(small(n_classes=3), seed=0)
-    a = model.sample(6, generator=gen(1), condition=torch.arange(6) % 3)
+    a = model.sample(6, generator=gen(1), cond=torch.arange(6) % 3)
     assert a.shape == (6, 1, 8, 8)
-    draw = lambda n, c: model.sample(n, generator=gen(1), condition=c)  # noqa: E731
+    draw = lambda n, c: model.sample(n, generator=gen(1), cond=c)  # noqa: E731
     assert torch.equal(draw(2, 2), draw(2, [2, 2])), "one class id conditions every sample"
     assert not torch.equal(draw(4, 0), draw(4, 1)), "the class changes the samples"
     x = images(3)
     with torch.no_grad():
         assert not torch.allclose(model.log_prob(x, 0), model.log_prob(x, 1)), "the class changes the likelihood"
         assert torch.equal(model.loss((x, torch.tensor([0, 1, 2])))["loss"], -model.log_prob(x, [0, 1, 2]).mean())
-    assert model.complete(x, 4, generator=gen(1), condition=[0, 1, 2]).shape == x.shape
+    assert model.complete(x, 4, generator=gen(1), cond=[0, 1, 2]).shape == x.shape
 
 
 def test_errors_say_how_to_fix():
@@ -250,13 +250,13 @@ def test_errors_say_how_to_fix():
             model.complete(images(2), rows)
     with pytest.raises(ValueError, match="temperature .* must be > 0"):
         model.sample(2, temperature=0.0)
-    with pytest.raises(ValueError, match=r"unconditional \(n_classes=None\): leave condition=None"):
-        model.sample(2, condition=3)
+    with pytest.raises(ValueError, match=r"unconditional \(n_classes=None\): leave cond=None"):
+        model.sample(2, cond=3)
     conditional = PixelCNN(small(n_classes=3), seed=0)
-    with pytest.raises(ValueError, match="class-conditional .* pass condition="):
+    with pytest.raises(ValueError, match="class-conditional .* pass cond="):
         conditional.sample(2)
     with pytest.raises(ValueError, match=r"each in 0..2"):
-        conditional.sample(2, condition=3)
+        conditional.sample(2, cond=3)
     with pytest.raises(ValueError, match="one class id or 2 of them"):
         conditional.log_prob(images(2), [0, 1, 2])
 
@@ -303,7 +303,7 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
     again = PixelCNN.from_checkpoint(path)
     assert type(again) is PixelCNN and again.config == config and again.seed == 2
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.state_dict().values()))
-    assert torch.equal(first.model.sample(3, gen(5), condition=1), again.sample(3, gen(5), condition=1))
+    assert torch.equal(first.model.sample(3, gen(5), cond=1), again.sample(3, gen(5), cond=1))
     loaded = train_pixelcnn(course, PixelCNN(config, seed=2), data, steps=3, checkpoint=path, snapshots=1,
                             n_show=3, train_config=QUIET)
     assert loaded.trainer.status == "loaded" and torch.equal(loaded.snapshots[-1][1], first.snapshots[-1][1])
@@ -311,7 +311,7 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
 
 def test_pixelcnn_benches_are_found_and_report_the_figures():
     from course_lib.bench import find_benchmarks
-    from course_lib.models.pixelcnn import bench_pixelcnn_digits
+    from course_lib.recipes.pixelcnn import bench_pixelcnn_digits
 
     assert {"pixelcnn", "pixelcnn-digits"} <= set(find_benchmarks())
     # smoke, shortened: 60 steps and 128 samples (sampling is the slow part: 64 network steps per batch)

@@ -10,8 +10,8 @@ from course_lib.train import Trainer, TrainConfig
 from course_lib.data import Batches
 from course_lib.distributions import Mixture
 from course_lib.models.gan import discriminator_loss, generator_loss
-from course_lib.models.toy_gan import (BASELINE, REMEDY, ToyGAN, mode_coverage, ring_metrics,
-                                       train_ring_gan)
+from course_lib.models.toy_gan import ToyGAN
+from course_lib.recipes.toy_gan import BASELINE, REMEDY, mode_coverage, ring_metrics, train_ring_gan
 from course_lib.models.toy_gan import ToyGANConfig as GANConfig
 
 D = torch.distributions

@@ -8,8 +8,9 @@ from torch import nn
 
 from course_lib import PROFILES, setup
 from course_lib.models import GenerativeProcess, Process
-from course_lib.models.vae import (LIKELIHOODS, VAE, Bernoulli, DiscretizedLogistic, Gaussian, VAEConfig, binarize,
-                                   evaluate_vae, gaussian_kl, to_levels, train_vae, vae_config)
+from course_lib.models.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, binarize, to_levels
+from course_lib.models.vae import LIKELIHOODS, VAE, VAEConfig, gaussian_kl
+from course_lib.recipes.vae import evaluate_vae, train_vae, vae_config
 from course_lib.train import TrainConfig, Trainer
 
 QUIET = TrainConfig(log_every=2, progress=False)
@@ -302,11 +303,11 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
     config = small("gaussian")  # a learned sigma: the likelihood's own parameter is saved too
     path = tmp_path / "runs" / "vae.pt"
     first = train_vae(course, VAE(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
-    assert float(first.vae.likelihood.log_sigma.detach()) != math.log(0.1), "sigma was trained"
+    assert float(first.model.likelihood.log_sigma.detach()) != math.log(0.1), "sigma was trained"
     again = VAE.from_checkpoint(path)
     assert type(again) is VAE and again.config == config and again.seed == 2
-    assert all(torch.equal(a, b) for a, b in zip(first.vae.state_dict().values(), again.state_dict().values()))
-    assert torch.equal(first.vae.sample(6, generator=gen(5)), again.sample(6, generator=gen(5)))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.state_dict().values()))
+    assert torch.equal(first.model.sample(6, generator=gen(5)), again.sample(6, generator=gen(5)))
     loaded = train_vae(course, VAE(config, seed=2), data, steps=4, checkpoint=path, snapshots=2, train_config=QUIET)
     assert loaded.trainer.status == "loaded" and [s for s, _, _ in loaded.snapshots] == [0, 4]
     assert torch.equal(loaded.snapshots[-1][1], first.snapshots[-1][1])
@@ -314,7 +315,7 @@ def test_from_checkpoint_and_load_or_train_round_trip(tmp_path):
 
 def test_vae_benches_are_found_and_report_the_figures():
     from course_lib.bench import find_benchmarks
-    from course_lib.models.vae import bench_vae_digits
+    from course_lib.recipes.vae import bench_vae_digits
 
     assert {"vae", "vae-digits"} <= set(find_benchmarks())
     # smoke, shortened: 60 steps and 128 images to measure (smoke's 150 and 256 take several times longer)

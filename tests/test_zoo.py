@@ -53,7 +53,7 @@ def test_gan_entries_measure_what_the_manifest_says(name, real_data):
 
 
 def test_pixelcnn_entry_measures_its_bits_per_dim(real_data):
-    from course_lib.models.pixelcnn import evaluate_bpd
+    from course_lib.recipes.pixelcnn import evaluate_bpd
 
     name = "pixelcnn-fashion-mnist-gated"
     check = _half_check(name)

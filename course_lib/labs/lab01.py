@@ -15,7 +15,7 @@ from ..divergences import jsd_discrete, kl_discrete, kl_gaussian, optimal_discri
 from ..exercises import Exercise, register
 from ..distributions import Mixture
 from ..models.gan import discriminator_loss, generator_loss
-from ..models.toy_gan import mode_coverage
+from ..recipes.toy_gan import mode_coverage
 
 F64 = torch.float64
 

@@ -1,13 +1,19 @@
-"""Model families, one file each, all meeting one process contract.
+"""Model families, one file each, all meeting one process contract: networks and processes only.
 
+    base.py         the contract (Process, GenerativeProcess), ProcessModule, seeded
     classifier.py   a small conv classifier (lecture 00; the feature network for sample metrics)
     gan.py          the generic GAN process: the loss family, R1 and WGAN-GP penalties, spectral norm,
                     k D steps per G step, EMA of G
-    toy_gan.py      the GAN process with two MLPs, on the 8-Gaussian ring (lecture 01)
+    toy_gan.py      the GAN process with two MLPs (lecture 01)
     dcgan.py        the GAN process with DCGAN's conv G and D, 28x28 and 8x8 (lecture 03)
-    cgan.py         conditional GANs: labels or measured captions, concat or projection D, GAN-CLS (lecture 04)
-    vae.py          the VAE: conv encoder and decoder, three likelihoods, ELBO, IWAE, bits/dim (lecture 05)
+    cgan.py         conditional GANs: labels or captions, concat or projection D, GAN-CLS (lecture 04)
+    captions.py     captions measured from pixels, and their tokens (lecture 04's conditions)
+    likelihoods.py  p(x|z) on images: Bernoulli, the 256-level discretised logistic, Gaussian (lecture 05)
+    vae.py          the VAE: conv encoder and decoder, ELBO, IWAE, bits/dim (lecture 05)
     pixelcnn.py     PixelCNN and the gated PixelCNN: masked convs, a causality check, bits/dim (lecture 06)
+
+How the course sizes, trains and measures each family (its `*_config(course)`, `train_*`, benches)
+lives a layer up, in `course_lib/recipes/`; nothing here imports it, nor `runs`, `metrics` or `bench`.
 
 The contract (`Process` in `base.py`, a typing.Protocol) separates the *networks* (plain
 nn.Modules that map tensors to tensors) from the *process* that owns them: its losses, its
@@ -21,14 +27,14 @@ sampling and the phases of its training. Every family's process:
   each phase's loss function takes a batch and returns a dict of scalar tensors in float32,
   also under bf16 autocast (the likelihoods that bits/dim and the ELBO report depend on it;
   the loop refuses a half-precision loss);
-- for generative families, has `sample(n, generator=None)`: n samples, reproducible when a
-  torch.Generator is passed;
+- for generative families, has `sample(n, generator=None, cond=None)`: n samples, reproducible
+  when a torch.Generator is passed; `cond` is the condition of a conditional model (class ids, or
+  captions), one per sample, and an unconditional model refuses one;
+- draws its training noise from `noise_stream()`, seeded from `seed`, so a run is reproducible;
 - is saved with its config and seed (`Trainer.save`, `save_checkpoint`), so
   `Family.from_checkpoint(path)` rebuilds it and `load_or_train(...)` either loads a finished
   run or trains one, and refuses a checkpoint made with another config, showing the difference.
 
-A family that has a benchmark lists it in a module-level dict `BENCHMARKS = {name: fn}`, where
-`fn(course) -> dict of figures`; `python -m course_lib.bench` finds it by walking this folder.
 Importing a model module has no side effects.
 """
 from .base import GenerativeProcess, Process, ProcessModule, seeded

@@ -39,12 +39,13 @@ class Process(Protocol):
 
 @runtime_checkable
 class GenerativeProcess(Process, Protocol):
-    """A process that can also draw samples: `sample(n, generator=None)` -> n samples on `device`.
+    """A process that can also draw samples: `sample(n, generator=None, cond=None)` -> n samples on `device`.
 
-    With a torch.Generator the draw is reproducible and leaves the training noise stream alone.
+    With a torch.Generator the draw is reproducible and leaves the training noise stream alone. cond:
+    one condition per sample (or one for all) for a conditional model; an unconditional one refuses it.
     """
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample(self, n: int, generator: torch.Generator | None = None, cond: Any = None) -> torch.Tensor: ...
 
 
 @contextlib.contextmanager
@@ -62,7 +63,7 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 class ProcessModule(nn.Module):
-    """Base class of the families' processes: `config`, `seed`, `device`, `seeded()` and `from_checkpoint`.
+    """Base class of the families' processes: `config`, `seed`, `device`, `seeded()`, `noise_stream()`, `from_checkpoint`.
 
     Subclasses set `config_class` and build their networks inside `with self.seeded():`.
     """
@@ -77,9 +78,17 @@ class ProcessModule(nn.Module):
                             f"Build one with {expected.__name__}(...) (every field has a default).")
         self.config = config
         self.seed = seed
+        self._noise: torch.Generator | None = None  # the training noise stream, made on first use
 
     def seeded(self) -> contextlib.AbstractContextManager:
         return seeded(self.seed)
+
+    def noise_stream(self) -> torch.Generator:
+        """The training noise stream (a GAN's z, a VAE's reparametrisation noise, ...), seeded from `seed` + 1 on
+        the model's device; made anew when the model moves. Draws with a generator of your own leave it alone."""
+        if self._noise is None or self._noise.device != self.device:
+            self._noise = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        return self._noise
 
     @property
     def device(self) -> torch.device:

@@ -17,11 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData
-from ..runtime import Course
-from ..train import Phase, TrainConfig, Trainer
+from ..train import Phase
 from .base import ProcessModule
 
-__all__ = ["ClassifierConfig", "ConvNet", "Classifier", "train_classifier", "BENCHMARKS"]
+__all__ = ["ClassifierConfig", "ConvNet", "Classifier"]
 
 
 @dataclass
@@ -128,30 +127,3 @@ class Classifier(ProcessModule):
             x = data.images[i:i + batch_size].to(self.device)
             correct += int((self.net(x).argmax(-1).cpu() == data.labels[i:i + batch_size].cpu()).sum())
         return correct / len(data)
-
-
-def train_classifier(course: Course, data: ImageData, config: ClassifierConfig | None = None,
-                     epochs: int | None = None, train_config: TrainConfig | None = None,
-                     callback=None) -> tuple[Classifier, Trainer]:
-    """Train a Classifier on `data` with the course's one loop; returns (classifier, trainer)."""
-    config = config or ClassifierConfig(width=course.profile.width, in_channels=data.shape[0], n_classes=len(data.classes))
-    model = Classifier(config, seed=course.seed).to(course.device)
-    trainer = Trainer(model, train_config=train_config or TrainConfig(log_every=10), device=course.device)
-    batch = min(course.profile.batch_size, len(data))
-    trainer.fit(data.to(course.device).batches(batch, seed=course.seed), epochs=epochs or course.profile.epochs,
-                callback=callback)
-    return model, trainer
-
-
-def bench_classifier(course: Course) -> dict:
-    """Fashion-MNIST classifier: images/s and test accuracy after the profile's epochs."""
-    p = course.profile
-    train, test = course.load_data("fashion-mnist", "train"), course.load_data("fashion-mnist", "test")
-    model, trainer = train_classifier(course, train, train_config=TrainConfig(log_every=10, progress=False))
-    return {"dataset": "fashion-mnist", "train_images": len(train), "epochs": p.epochs, "steps": trainer.step,
-            "train_seconds": round(trainer.seconds, 3),
-            "images_per_s": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1),
-            "final_loss": round(trainer.history["loss"][-1], 4), "test_accuracy": round(model.accuracy(test), 4)}
-
-
-BENCHMARKS = {"classifier": bench_classifier}

@@ -13,28 +13,25 @@ The paper's guidelines, each visible in the code below:
 
 The process is the generic `GAN` (models/gan.py), so every loss of its family, the gradient
 penalty, spectral norm, k D steps per G step and the EMA of G work here too. G's tanh lives in
-[-1, 1]; `DCGAN` maps data batches with 2x - 1 and returns `sample()` in [0, 1] with (x + 1) / 2,
-ready for `course_lib.metrics.evaluate`.
+[-1, 1]; `DCGAN` maps data batches with 2x - 1 (`from_data`) and returns `sample()` in [0, 1] with
+(x + 1) / 2 (`to_data`), ready for `course_lib.metrics.evaluate`.
 
-    gan = DCGAN(dcgan_config(course, "fashion-mnist"), seed=course.seed)
-    run = train_dcgan(course, gan, course.load_data("fashion-mnist"), checkpoint="runs/dcgan.pt")
-    evaluate(gan.sample(2000), "fashion-mnist")
+    gan = DCGAN(DCGANConfig(width=32), seed=0)
+    gan.sample(64)                                      # (64, 1, 28, 28) in [0, 1]
+
+The course's sizes per profile, the training driver and the bench: `course_lib/recipes/dcgan.py`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..data import ImageData
-from ..runs import keep_trained, train_with_snapshots, training_figures
-from ..train import TrainConfig, Trainer
 from .base import seeded
-from .gan import GAN, LOSSES, WGAN_GP, GANConfig, LossOnLogits
+from .gan import GAN, GANConfig, LossOnLogits
 
-__all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN", "dcgan_config", "loss_config", "DCGANRun", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
+__all__ = ["DCGANConfig", "Generator", "Discriminator", "DCGAN"]
 
 
 @dataclass
@@ -140,97 +137,8 @@ class DCGAN(GAN):
             generator, discriminator = Generator(c), Discriminator(c)
         super().__init__(generator, discriminator, c, seed=seed, d_loss=d_loss, g_loss=g_loss)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def from_data(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1  # [0, 1] -> [-1, 1], the range of G's tanh
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
         return (x + 1) / 2  # [-1, 1] -> [0, 1], the range of the data and of `evaluate`
-
-
-def dcgan_config(course, dataset: str = "fashion-mnist", **changes) -> DCGANConfig:
-    """The course's DCGANConfig for a dataset: the image size from the dataset, the width from the profile."""
-    size = 8 if dataset == "digits" else 28
-    return DCGANConfig(**{"image_size": size, "width": course.profile.width, **changes})
-
-
-def loss_config(loss: str, **changes) -> dict:
-    """The settings that go with a loss, for DCGANConfig(**loss_config(...)): WGAN-GP's whole recipe
-    (Gulrajani et al.: 5 critic steps, gp 10, Adam(1e-4, (0, 0.9)), no batchnorm in the critic); the others as is."""
-    if loss not in LOSSES:
-        raise ValueError(f"Unknown GAN loss {loss!r}. Choose one of {sorted(LOSSES)}.")
-    base = {**WGAN_GP, "d_norm": "layer"} if loss == "wgan-gp" else {"loss": loss}
-    return {**base, **changes}
-
-
-# -- training ---------------------------------------------------------------------------------------------
-@dataclass
-class DCGANRun:
-    gan: DCGAN
-    trainer: Trainer
-    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, images (n, C, S, S) in [0, 1])
-
-    @property
-    def history(self) -> dict:
-        return self.trainer.history
-
-
-def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, epochs: int | None = None,
-                checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
-                train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> DCGANRun:
-    """Train `gan` on `data` in the shared loop; keep a grid of fixed-noise samples `snapshots` times.
-
-    epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
-    steps; batch size: the profile's. With a
-    `checkpoint`, `load_or_train` loads a finished run instead of training (snapshots are then
-    only the final one). `callback(trainer)` also runs at every snapshot, e.g. a LivePlot.
-    """
-    gan.to(course.device)
-    fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
-    batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
-    trainer, shots = train_with_snapshots(course, gan, batches, lambda: gan.decode(gan.generate(fixed, ema=True)).float().cpu(),
-                                          steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots,
-                                          train_config=train_config, callback=callback, retrain=retrain)
-    return DCGANRun(gan, trainer, shots)
-
-
-# -- the bench ----------------------------------------------------------------------------------------------
-FIGURES = ("fd", "fd_floor", "kid", "precision", "recall", "coverage", "inception_score", "memorised")
-
-
-def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturating") -> dict:
-    """DCGAN on Fashion-MNIST: images/s, final losses, FD (and floor, untrained), KID, precision, recall, ..."""
-    from ..metrics import evaluate
-
-    data = course.load_data(dataset, "train")
-    gan = DCGAN(dcgan_config(course, dataset, **loss_config(loss)), seed=course.seed).to(course.device)
-    n = min(course.profile.eval_size, 300 if dataset == "digits" else 10_000)  # digits has 300 test images
-
-    def figures() -> dict:  # the same noise before and after training
-        gan.eval()
-        return evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
-                        profile=course.profile, n=n)
-
-    untrained = figures()
-    run = train_dcgan(course, gan, data, snapshots=0, train_config=TrainConfig(log_every=10, progress=False))
-    keep_trained(course, gan, f"dcgan-{dataset}-{loss}", run.trainer)
-    trained = figures()
-    history, trainer = run.history, run.trainer
-    out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
-           "batch_size": min(course.profile.batch_size, len(data)), **training_figures(trainer),
-           "d_loss": round(history["d_loss"][-1], 4), "g_loss": round(history["g_loss"][-1], 4)}
-    out.update({k: round(trained[k], 4) for k in FIGURES})
-    out["fd_untrained"] = round(untrained["fd"], 4)
-    out["eval_n"] = trained["n"]
-    return out
-
-
-def bench_dcgan_digits(course, loss: str = "non-saturating") -> dict:
-    """DCGAN on 8x8 digits (seconds on a CPU): the same figures as `dcgan`, on the digits evaluator."""
-    return bench_dcgan(course, "digits", loss)
-
-
-LOSS_FAMILY = ("non-saturating", "hinge", "least-squares", "wgan-gp")  # the lecture's table; `bench --loss all`
-bench_dcgan.choices = bench_dcgan_digits.choices = {"loss": LOSS_FAMILY}
-
-
-BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits}

@@ -165,7 +165,6 @@ class GAN(ProcessModule):
         self.d_loss, self.g_loss = d_loss or default_d, g_loss or default_g
         # A frozen copy of G whose weights trail G's (updated after each G step); sample() uses it.
         self.G_ema = copy.deepcopy(generator).requires_grad_(False) if self.config.ema > 0 else None
-        self._noise: torch.Generator | None = None  # the training noise stream, made on first use
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu", **kwargs: Any) -> "GAN":
@@ -176,23 +175,17 @@ class GAN(ProcessModule):
         return super().from_checkpoint(path, map_location, **kwargs)  # type: ignore[return-value]
 
     # -- noise, networks and batches ----------------------------------------------------------------------
-    def noise_stream(self) -> torch.Generator:
-        """The training noise stream (z, and the interpolation weights of the gradient penalty), seeded from `seed`."""
-        if self._noise is None or self._noise.device != self.device:
-            self._noise = torch.Generator(device=self.device).manual_seed(self.seed + 1)
-        return self._noise
-
     def z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noise (n, z_dim) on the model's device: from `generator` if given, else the training stream."""
         generator = self.noise_stream() if generator is None else generator
         return torch.randn(n, self.config.z_dim, generator=generator, device=generator.device).to(self.device)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Data -> the space G's outputs live in (identity here; a tanh generator maps [0, 1] to [-1, 1])."""
+    def from_data(self, x: torch.Tensor) -> torch.Tensor:
+        """Data -> the range G's outputs live in (identity here; a tanh generator maps [0, 1] to [-1, 1])."""
         return x
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """G's outputs -> the data's space, the inverse of `encode`; `sample()` returns decoded samples."""
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        """G's outputs -> the data's range, the inverse of `from_data`; `sample()` returns `to_data(G(z))`."""
         return x
 
     def generate(self, z: torch.Tensor, cond: Any = None, ema: bool = False) -> torch.Tensor:
@@ -208,7 +201,7 @@ class GAN(ProcessModule):
         return out[:, 0]  # (B,)
 
     def _unpack(self, batch: Any) -> tuple[torch.Tensor, Any]:
-        x = self.encode(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        x = self.from_data(batch[0] if isinstance(batch, (tuple, list)) else batch)
         if not self.config.conditional:
             return x, None
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
@@ -289,4 +282,6 @@ class GAN(ProcessModule):
         """n samples from G (its EMA copy when there is one), decoded to the data's space; a generator fixes the draw."""
         if self.config.conditional and cond is None:
             raise ValueError("This GAN is conditional: pass cond=... with one condition per sample.")
-        return self.decode(self.generate(self.z(n, generator), cond, ema=True))
+        if not self.config.conditional and cond is not None:
+            raise ValueError("This GAN is unconditional: sample(n) without cond (GANConfig(conditional=True) takes one).")
+        return self.to_data(self.generate(self.z(n, generator), cond, ema=True))

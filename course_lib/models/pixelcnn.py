@@ -30,30 +30,27 @@ Sampling takes H W steps, one per pixel, under no_grad. Only what the next pixel
 vertical stack sees finished rows only, so it runs once per row (on the rows that reach it), and the
 horizontal stack runs per pixel on its row up to that pixel; a test checks these logits against the full pass.
 
-    model = PixelCNN(pixelcnn_config(course, "fashion-mnist"), seed=course.seed)
-    run = train_pixelcnn(course, model, course.load_data("fashion-mnist"), checkpoint="runs/pixelcnn.pt")
+    model = PixelCNN(PixelCNNConfig(channels=32, n_layers=5), seed=0)
     model.bits_per_dim(test_images).mean(); model.sample(16, progress=True); model.complete(x, visible_rows=14)
+
+The course's sizes per profile (`Profile.pixelcnn_*`), the training driver, `evaluate_bpd` and the
+bench: `course_lib/recipes/pixelcnn.py`.
 """
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import ImageData
-from ..runs import keep_trained, train_with_snapshots, training_figures
-from ..train import Phase, TrainConfig, Trainer
+from ..train import Phase
 from .base import ProcessModule
 
 __all__ = ["PixelCNNConfig", "mask", "MaskedConv2d", "gate", "GatedBlock", "Head", "PlainNet", "GatedNet", "NETWORKS",
-           "PixelCNN", "receptive_field", "causality_violations", "check_causal", "pixelcnn_config", "SIZES", "EPOCHS",
-           "PixelCNNRun", "train_pixelcnn", "evaluate_bpd", "BENCHMARKS"]
+           "PixelCNN", "receptive_field", "causality_violations", "check_causal"]
 
 
 @dataclass
@@ -442,16 +439,16 @@ class PixelCNN(ProcessModule):
             bar.close()
         return k.float() / (self.config.levels - 1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
-               condition: Any = None, progress: bool = False) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, cond: Any = None, temperature: float = 1.0,
+               progress: bool = False) -> torch.Tensor:
         """n images (n, 1, H, W) in [0, 1], on the levels k / (L - 1), drawn pixel by pixel (H W network steps).
 
-        condition: a class id, or n of them, for a conditional model. temperature < 1 sharpens every
+        cond: a class id, or n of them, for a conditional model. temperature < 1 sharpens every
         conditional (less diverse, cleaner samples). progress: a tqdm bar over the pixels.
         """
         was = self.training
         self.eval()
-        y = self.class_ids(condition, n, "condition")
+        y = self.class_ids(cond, n, "cond")
         s = self.config.image_size
         out = self._fill(torch.zeros(n, 1, s, s, dtype=torch.long, device=self.device), 0, generator, temperature, y,
                          progress)
@@ -459,7 +456,7 @@ class PixelCNN(ProcessModule):
         return out
 
     def complete(self, x: torch.Tensor, visible_rows: int, generator: torch.Generator | None = None,
-                 temperature: float = 1.0, condition: Any = None, progress: bool = False) -> torch.Tensor:
+                 cond: Any = None, temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
         """Keep the first `visible_rows` rows of x (B, 1, H, W) exactly and sample the rest: p(x_below | x_above)."""
         self.check(x)
         s = self.config.image_size
@@ -468,115 +465,8 @@ class PixelCNN(ProcessModule):
                              f"and {s} (keep everything); got {visible_rows}.")
         was = self.training
         self.eval()
-        y = self.class_ids(condition, len(x), "condition")
+        y = self.class_ids(cond, len(x), "cond")
         out = self._fill(self.to_levels(x).to(self.device), visible_rows, generator, temperature, y, progress)
         self.train(was)
         out[:, :, :visible_rows] = x[:, :, :visible_rows].to(out)  # the visible rows, as given
         return out
-
-
-# Sizes per profile: a PixelCNN step costs about ten VAE steps (every layer keeps the full H x W), so the cpu profile
-# gets a small net and one epoch (93 steps of 128, 1.5-2.5 s a step on one core of a busy 2-core machine); the gpu
-# one 128 channels and 12 layers. Short runs need a large step: on the cpu profile's data, 60 steps of a 16-channel
-# net reached 4.89 bits/dim with lr 1e-3, 4.22 with 3e-3 and 3.92 with 1e-2 (most of the early loss is the
-# 256-way marginal, which a small lr learns slowly).
-SIZES = {"smoke": {"channels": 16, "n_layers": 4, "lr": 1e-2}, "cpu": {"channels": 32, "n_layers": 5, "lr": 1e-2},
-         "gpu": {"channels": 128, "n_layers": 12, "lr": 2e-3}}
-EPOCHS = {"cpu": 1, "gpu": 10}  # passes over the training images, where not the profile's own `epochs`
-
-
-def pixelcnn_config(course, dataset: str = "fashion-mnist", **changes) -> PixelCNNConfig:
-    """The course's PixelCNNConfig for a dataset: the image size from the dataset; channels, layers, lr from `SIZES`."""
-    size = 8 if dataset == "digits" else 28
-    sizes = SIZES.get(course.profile.name, SIZES["cpu"])
-    return PixelCNNConfig(**{"image_size": size, **sizes, **changes})
-
-
-# -- training -------------------------------------------------------------------------------------------------------
-@dataclass
-class PixelCNNRun:
-    model: PixelCNN
-    trainer: Trainer
-    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, samples (n, 1, S, S) in [0, 1])
-
-    @property
-    def history(self) -> dict:
-        return self.trainer.history
-
-
-def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None = None, epochs: int | None = None,
-                   checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
-                   train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> PixelCNNRun:
-    """Train `model` on `data` in the shared loop; draw n_show samples with fixed noise `snapshots` times.
-
-    Length: `steps`, else `epochs`, else the profile's (`EPOCHS` where PixelCNN needs fewer, at least the
-    profile's min_steps); batch size: the profile's. A conditional model trains on (images, labels) and
-    its snapshots cycle through the classes. Each snapshot costs H W network steps.
-    """
-    if steps is None and epochs is None and course.profile.name in EPOCHS:
-        batches_per_epoch = len(data) // min(course.profile.batch_size, len(data))
-        steps = max(EPOCHS[course.profile.name] * batches_per_epoch, course.profile.min_steps)
-    model.to(course.device)
-    n = min(n_show or course.profile.n_show, len(data))
-    k = model.config.n_classes
-    condition = torch.arange(n) % k if k else None
-    batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed,
-                                             labels=k is not None)
-    trainer, shots = train_with_snapshots(
-        course, model, batches, lambda: model.sample(n, generator=course.generator(2), condition=condition).cpu(),
-        steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
-        callback=callback, retrain=retrain)
-    return PixelCNNRun(model, trainer, shots)
-
-
-# -- the bench ------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate_bpd(model: PixelCNN, data: ImageData, batch_size: int = 250) -> float:
-    """Mean bits/dim over `data` (of its L-level quantisation), with the labels for a conditional model."""
-    model.eval()
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        x = data.images[start:start + batch_size].to(model.device)
-        y = data.labels[start:start + batch_size] if model.config.n_classes else None
-        total += float(model.bits_per_dim(x, y).double().sum())
-    return total / len(data)
-
-
-def bench_pixelcnn(course, dataset: str = "fashion-mnist") -> dict:
-    """Gated PixelCNN on Fashion-MNIST: test bits/dim (at `levels`), images/s, seconds per sample, FD/precision/recall.
-
-    test_bpd is -log p(x) / (D ln 2) on the held-out images, quantised to `levels` levels (256: the
-    standard 8-bit figure). Sampling takes H W network steps, so the sample metrics use `eval_n`
-    samples (fewer than the profile's eval_size on a CPU).
-    """
-    from ..metrics import evaluate
-
-    train, test = course.load_data(dataset, "train"), course.load_data(dataset, "test")
-    cuda = course.device.type == "cuda"
-    n = min(course.profile.eval_size, len(test), 2000 if cuda else 300 if dataset == "digits" else 200)
-    quiet = TrainConfig(log_every=10, progress=False)
-    model = PixelCNN(pixelcnn_config(course, dataset), seed=course.seed)
-    run = train_pixelcnn(course, model, train, snapshots=0, train_config=quiet)
-    keep_trained(course, model, f"pixelcnn-{dataset}-{model.config.variant}", run.trainer)
-    bpd = evaluate_bpd(model, test)
-    t0 = time.perf_counter()
-    samples = model.sample(n, generator=course.generator(3, device=course.device))
-    sample_seconds = time.perf_counter() - t0
-    figures = evaluate(samples, dataset, profile=course.profile, n=n)
-    trainer, c = run.trainer, model.config
-    out: dict = {"dataset": dataset, "train_images": len(train), "test_images": len(test), "variant": c.variant,
-                 "levels": c.levels, "channels": c.channels, "n_layers": c.n_layers,
-                 "batch_size": min(course.profile.batch_size, len(train)), **training_figures(trainer),
-                 "train_loss": round(run.history["loss"][-1], 3), "test_bpd": round(bpd, 4),
-                 "sample_seconds_per_image": round(sample_seconds / n, 4)}
-    out.update({key: round(figures[key], 4) for key in ("fd", "fd_floor", "precision", "recall", "coverage")})
-    out["eval_n"] = figures["n"]
-    return out
-
-
-def bench_pixelcnn_digits(course) -> dict:
-    """Gated PixelCNN on 8x8 digits (seconds on a CPU): the same figures as `pixelcnn`."""
-    return bench_pixelcnn(course, "digits")
-
-
-BENCHMARKS = {"pixelcnn": bench_pixelcnn, "pixelcnn-digits": bench_pixelcnn_digits}

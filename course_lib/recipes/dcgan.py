@@ -1,0 +1,91 @@
+"""DCGAN's recipe (lecture 03): the course's config per dataset and profile, the loss family's settings,
+the training driver and the bench.
+
+    gan = DCGAN(dcgan_config(course, "fashion-mnist", **loss_config("hinge")), seed=course.seed)
+    run = train_dcgan(course, gan, course.load_data("fashion-mnist"), checkpoint="runs/dcgan.pt")
+    evaluate(gan.sample(2000), "fashion-mnist", train=course)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import DATASETS, ImageData
+from ..metrics import evaluate
+from ..models.dcgan import DCGAN, DCGANConfig
+from ..models.gan import LOSSES, WGAN_GP
+from ..train import TrainConfig
+from .common import Run, eval_size, keep_trained, quiet, train_with_snapshots, training_figures
+
+__all__ = ["dcgan_config", "loss_config", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
+
+LOSS_FAMILY = ("non-saturating", "hinge", "least-squares", "wgan-gp")  # the lecture's table; `bench --loss all`
+
+
+def dcgan_config(course, dataset: str = "fashion-mnist", **changes) -> DCGANConfig:
+    """The course's DCGANConfig for a dataset: the image size from the dataset, the width from the profile."""
+    return DCGANConfig(**{"image_size": DATASETS[dataset].image_size, "width": course.profile.width, **changes})
+
+
+def loss_config(loss: str, **changes) -> dict:
+    """The settings that go with a loss, for DCGANConfig(**loss_config(...)): WGAN-GP's whole recipe
+    (Gulrajani et al.: 5 critic steps, gp 10, Adam(1e-4, (0, 0.9)), no batchnorm in the critic); the others as is."""
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown GAN loss {loss!r}. Choose one of {sorted(LOSSES)}.")
+    base = {**WGAN_GP, "d_norm": "layer"} if loss == "wgan-gp" else {"loss": loss}
+    return {**base, **changes}
+
+
+def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, epochs: int | None = None,
+                checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
+                train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> Run:
+    """Train `gan` on `data` in the shared loop; keep a grid of fixed-noise samples `snapshots` times.
+
+    epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
+    steps; batch size: the profile's. With a `checkpoint`, `load_or_train` loads a finished run
+    instead of training (snapshots are then the untrained and the final one). `callback(trainer)`
+    also runs at every snapshot, e.g. a LivePlot. Snapshots: (step, images (n, C, S, S) in [0, 1]).
+    """
+    gan.to(course.device)
+    fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
+    batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
+    return train_with_snapshots(course, gan, batches, lambda: gan.to_data(gan.generate(fixed, ema=True)).float().cpu(),
+                                steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots,
+                                train_config=train_config, callback=callback, retrain=retrain)
+
+
+# -- the bench ----------------------------------------------------------------------------------------------
+FIGURES = ("fd", "fd_floor", "kid", "precision", "recall", "coverage", "inception_score", "memorised")
+
+
+def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturating") -> dict:
+    """DCGAN on Fashion-MNIST: images/s, final losses, FD (and floor, untrained), KID, precision, recall, ..."""
+    data = course.load_data(dataset, "train")
+    gan = DCGAN(dcgan_config(course, dataset, **loss_config(loss)), seed=course.seed).to(course.device)
+    n = eval_size(course, dataset)
+
+    def figures() -> dict:  # the same noise before and after training
+        gan.eval()
+        return evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
+                        train=data, profile=course.profile, n=n)
+
+    untrained = figures()
+    run = train_dcgan(course, gan, data, snapshots=0, train_config=quiet())
+    keep_trained(course, gan, f"dcgan-{dataset}-{loss}", run.trainer)
+    trained = figures()
+    out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
+           "batch_size": min(course.profile.batch_size, len(data)), **training_figures(run.trainer),
+           "d_loss": round(run.history["d_loss"][-1], 4), "g_loss": round(run.history["g_loss"][-1], 4)}
+    out.update({k: round(trained[k], 4) for k in FIGURES})
+    out["fd_untrained"] = round(untrained["fd"], 4)
+    out["eval_n"] = trained["n"]
+    return out
+
+
+def bench_dcgan_digits(course, loss: str = "non-saturating") -> dict:
+    """DCGAN on 8x8 digits (seconds on a CPU): the same figures as `dcgan`, on the digits evaluator."""
+    return bench_dcgan(course, "digits", loss)
+
+
+bench_dcgan.choices = bench_dcgan_digits.choices = {"loss": LOSS_FAMILY}
+
+BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits}
