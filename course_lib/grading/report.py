@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import __doc__ as GRADING_DOC
 from .judge import Grade, Outcome, grade_batch
 from .reference import Reference, find_reference, load_reference
 from .run import GradeOptions
@@ -141,7 +140,8 @@ def sandbox_status(opts: GradeOptions, require: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib.grading", description=GRADING_DOC,
+    how = sys.modules[__package__].__doc__  # the package's docstring: how grading works (imported before this module)
+    p = argparse.ArgumentParser(prog="python -m course_lib.grading", description=how,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("lab", help="labs/NN_name.ipynb, solutions/NN_name.ipynb, NN_name or labNN")
     p.add_argument("submissions", nargs="+", help="submitted notebooks, or folders of them")
