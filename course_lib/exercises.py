@@ -1,12 +1,12 @@
 """Exercise checks: the student's function against a trusted reference, on fixed cases.
 
-Each exercise has a stable id such as "lab00.unit_range". Its cases and reference live in
+Each exercise has a stable id such as "lab00.to_signed". Its cases and reference live in
 `course_lib/labs/lab00.py`; its points and hint live in the solution notebook's cell
 metadata (the single source the student lab is generated from).
 
 In a notebook, the check cell after an exercise is one line:
 
-    check("lab00.unit_range", to_unit_range)
+    check("lab00.to_signed", to_signed)
 
 It runs the student's function on every case, compares with the reference within the
 tolerances, and raises an AssertionError that says what differs. When a grader runs the
@@ -16,9 +16,8 @@ can compare them again in its own process, where nothing in the student's kernel
 from __future__ import annotations
 
 import importlib
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 

@@ -6,12 +6,11 @@ import torch
 from torch import nn
 
 from course_lib import PROFILES, setup
-from course_lib.models import GenerativeProcess, Process
 from course_lib.latent import lerp, slerp
 from course_lib.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator
 from course_lib.recipes.dcgan import dcgan_config, loss_config, train_dcgan
 from course_lib.models.gan import GAN, LOSSES, WGAN_GP, GANConfig
-from course_lib.train import TrainConfig, Trainer
+from course_lib.train import TrainConfig
 
 QUIET = TrainConfig(log_every=2, progress=False)
 ALL_LOSSES = sorted(LOSSES)
@@ -162,30 +161,13 @@ def test_spectral_norm_bounds_the_largest_singular_value():
 
 
 # -- the process ------------------------------------------------------------------------------------------
-def test_dcgan_meets_the_process_contract_and_maps_the_data_range():
-    state = torch.get_rng_state()
+def test_dcgan_maps_the_data_range():
+    """(The process contract, seeding and bf16 are tested for every family in test_models.py.)"""
     gan = DCGAN(small(spectral_norm=True), seed=3)
-    assert torch.equal(state, torch.get_rng_state()), "building the model must not touch the global random state"
-    same = DCGAN(small(spectral_norm=True), seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(gan.state_dict().values(), same.state_dict().values()))
-    assert isinstance(gan, Process) and isinstance(gan, GenerativeProcess)
     a = gan.sample(5, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a, gan.sample(5, generator=torch.Generator().manual_seed(1)))
     assert a.shape == (5, 1, 8, 8) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0, "sample() is in the data's [0, 1]"
     x = digits_like(4)
     assert torch.allclose(gan.to_data(gan.from_data(x)), x) and float(gan.from_data(x).min()) < 0
-
-
-@pytest.mark.parametrize("loss", ALL_LOSSES)
-def test_losses_are_float32_under_bf16_autocast(loss):
-    gan = DCGAN(small(loss), seed=0)
-    trainer = Trainer(gan, train_config=TrainConfig(amp=True, progress=False, log_every=1))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        for phase in trainer.phases:
-            out = phase.loss_fn(digits_like(16))
-            assert all(v.dtype == torch.float32 for v in out.values()), {k: v.dtype for k, v in out.items()}
-    trainer.fit([digits_like(16)], steps=2)
-    assert trainer.status == "done"
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES)

@@ -4,7 +4,6 @@ That each solution passes every check is proved by nbval, which runs solutions/ 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -137,10 +137,16 @@ def restore_threads():
 
 
 def test_setup_threads_fixed_and_said(capsys, restore_threads):
+    """Each fixed count is set and said, whatever the count was before (2 -> 1 -> 2), and never recounted."""
+    torch.set_num_threads(2)
     setup(profile="smoke", threads=1)
     assert torch.get_num_threads() == 1 and "| 1 CPU thread (fixed) |" in capsys.readouterr().out
     runtime.follow_free_cores()  # a fixed count is never recounted
     assert torch.get_num_threads() == 1
+    setup(profile="smoke", threads=2)
+    assert torch.get_num_threads() == 2 and "| 2 CPU threads (fixed) |" in capsys.readouterr().out
+    runtime.follow_free_cores()
+    assert torch.get_num_threads() == 2
 
 
 def test_threads_from_env_and_bad_values(monkeypatch, restore_threads):

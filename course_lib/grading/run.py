@@ -18,7 +18,7 @@ from ..data import SYSTEM_DIRS_VAR
 from ..exercises import GRADE_DIR_VAR
 from ..profiles import ENV_VAR as PROFILE_VAR
 from .reference import Cell, write_notebook
-from .sandbox import HOME, RECORDS, WORK, bwrap_prefix, find_bwrap
+from .sandbox import HOME, RECORDS, bwrap_prefix, find_bwrap
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
