@@ -170,7 +170,7 @@ def test_static_bundle_of_saved_state_shows_final_figure_and_numbers():
 
 
 # -- the latent explorers, on a fixed random "generator" -----------------------------------------------------
-from course_lib.models.dcgan import lerp, slerp  # noqa: E402
+from course_lib.latent import lerp, slerp  # noqa: E402
 from course_lib.widgets import ArithmeticExplorer, InterpolationExplorer  # noqa: E402
 
 D = 16
