@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import io
 import math
-import re
 import sys
 import time
 
@@ -26,11 +25,7 @@ import torch
 from . import divergences as dv
 from .distributions import Mixture
 
-__all__ = ["Explorer", "DivergenceExplorer", "InterpolationExplorer", "ArithmeticExplorer", "static_bundle",
-           "add_static_fallbacks"]
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+__all__ = ["Explorer", "DivergenceExplorer", "InterpolationExplorer", "ArithmeticExplorer"]
 
 
 CONTINUOUS_BELOW_S = 0.15  # a redraw faster than this follows a dragged slider; slower ones wait for release
@@ -382,79 +377,6 @@ class ArithmeticExplorer(Explorer):
             bar.set_width(p)
             bar.set_color("tab:orange" if p == float(self.probs[top]) else "tab:blue")
         self.render()
-
-
-# Where widgets are not rendered (an untrusted notebook in JupyterLab, the repository's web view),
-# a widget output shows its text/plain, which ipywidgets fills once, at display time: the explorer
-# reads `VBox(children=(HBox(...` and a finished progress bar reads `0%| | 0/279`. The functions
-# below rebuild that fallback from the widget state saved in the notebook, i.e. the final state.
-
-def _text_of(state: dict, model_id: str) -> str:
-    """A plain-text rendering of one saved widget and its children."""
-    model = state.get(model_id)
-    if model is None:
-        return ""
-    name, s = model["model_name"], model["state"]
-    children = [c.removeprefix("IPY_MODEL_") for c in s.get("children", [])]
-    if name in ("HBoxModel", "VBoxModel", "BoxModel", "GridBoxModel"):
-        parts = [t for t in (_text_of(state, c) for c in children) if t]
-        side_by_side = name == "HBoxModel" and not any("\n" in t for t in parts)  # a tqdm bar: text|bar|text
-        return ("" if side_by_side else "\n").join(parts)
-    if name in ("FloatProgressModel", "IntProgressModel"):
-        span = (s.get("max", 100) - s.get("min", 0)) or 1
-        filled = round(10 * (s.get("value", 0) - s.get("min", 0)) / span)
-        return "|" + "█" * filled + " " * (10 - filled) + "|"  # tqdm's own bar, 10 wide
-    label = s.get("description", "").rstrip(":")
-    label = f"{label}: " if label else ""
-    if name in ("HTMLModel", "HTMLMathModel", "LabelModel"):
-        return label + html.unescape(re.sub(r"<[^>]+>", "", str(s.get("value", ""))))
-    if name in ("DropdownModel", "SelectModel", "RadioButtonsModel", "ToggleButtonsModel"):
-        options, index = s.get("_options_labels", []), s.get("index")
-        return label + (str(options[index]) if index is not None and index < len(options) else "")
-    if "value" in s and not isinstance(s["value"], (dict, list)):
-        return label + str(s["value"])
-    return ""
-
-
-def _first_png(state: dict, model_id: str) -> str | None:
-    """The base64 PNG of the first Image widget under `model_id` (depth first), if any."""
-    model = state.get(model_id)
-    if model is None:
-        return None
-    if model["model_name"] == "ImageModel" and model["state"].get("format", "png") == "png":
-        return next((b["data"] for b in model.get("buffers", []) if b["path"] == ["value"] and b["encoding"] == "base64"), None)
-    for child in model["state"].get("children", []):
-        png = _first_png(state, child.removeprefix("IPY_MODEL_"))
-        if png:
-            return png
-    return None
-
-
-def static_bundle(state: dict, model_id: str) -> dict[str, str]:
-    """The static representations of a saved widget: its text, and its first picture if it has one."""
-    bundle = {"text/plain": _text_of(state, model_id)}
-    png = _first_png(state, model_id)
-    if png:
-        bundle["image/png"] = png
-    return bundle
-
-
-def add_static_fallbacks(nb) -> int:
-    """Give every widget output of an executed notebook the static bundle of its saved state.
-
-    The widget view stays first choice wherever widgets render; elsewhere the reader sees the
-    final picture and text instead of a stale repr. Returns how many outputs were rewritten.
-    """
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-    done = 0
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            if view and view.get("model_id") in state:
-                output["data"].pop("image/png", None)
-                output["data"].update(static_bundle(state, view["model_id"]))
-                done += 1
-    return done
 
 
 # -- the explorers of lecture 05 (VAE): a 2D latent space, and paths between encoded images -------------------

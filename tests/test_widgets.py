@@ -146,7 +146,7 @@ def test_static_bundle_of_saved_state_shows_final_figure_and_numbers():
     import ipywidgets.embed
     import nbformat
 
-    from course_lib.widgets import WIDGET_STATE, WIDGET_VIEW, add_static_fallbacks, static_bundle
+    from course_lib.notebooks import WIDGET_STATE, WIDGET_VIEW, add_static_fallbacks, static_bundle
 
     e = DivergenceExplorer()
     e.controls["q.mu1"].value = 1.5
