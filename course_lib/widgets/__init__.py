@@ -9,7 +9,8 @@ The package, one module per kind of explorer:
 
     base.py           `Explorer`, the pattern they all follow, and their shared slider and image helpers
     divergence.py     `DivergenceExplorer`: two 1D densities, KL, JSD and D* (lecture 01)
-    interpolation.py  `InterpolationExplorer` (between noise draws, 03), `PairInterpolationExplorer` (between encoded images, 05)
+    interpolation.py  `InterpolationExplorer` (between noise draws, 03),
+                      `PairInterpolationExplorer` (between encoded images, 05)
     latent_space.py   `ArithmeticExplorer` (A + amount * (C - B), 03), `LatentExplorer` (a 2D latent space, 05)
     conditional.py    `ClassExplorer` (classes against noise), `CaptionExplorer` (typed captions) (lecture 04)
     completion.py     `CompletionExplorer`: completions of a partly hidden image (lecture 06)

@@ -89,7 +89,7 @@ class CompletionExplorer(Explorer):
                        "spread between completions": float(hidden.std(0).mean()) if self.n > 1 else 0.0}
         if self.bits_fn is not None:
             with torch.no_grad():
-                bits = torch.as_tensor(self.bits_fn(torch.cat([self.original, out]))).detach().float().cpu()
+                bits = torch.as_tensor(self.bits_fn(torch.cat([self.original, out]))).detach().float().cpu()  # (n + 1, H, W)
             if bits.shape != (self.n + 1, *x.shape[-2:]):
                 raise ValueError(f"bits_fn(images) must map (m, C, H, W) images to bits per pixel (m, H, W); for m = "
                                  f"{self.n + 1} it returned shape {tuple(bits.shape)}.")

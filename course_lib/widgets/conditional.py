@@ -15,7 +15,7 @@ __all__ = ["ClassExplorer", "CaptionExplorer"]
 
 
 def _noise(seed: int, n: int, z_dim: int) -> torch.Tensor:
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(int(seed)))  # (n, z_dim)
 
 
 class ClassExplorer(Explorer):
@@ -102,11 +102,11 @@ class ClassExplorer(Explorer):
             if images.ndim != 4 or len(images) != 2 * self.n:
                 raise ValueError(f"decode(z, e) must map (m, d) noise and (m, k) embeddings to (m, C, H, W) images; for "
                                  f"m = {2 * self.n} it returned shape {tuple(images.shape)}.")
-            probs = self.classify(images[:self.n]).float().cpu()
+            probs = self.classify(images[:self.n]).float().cpu()  # (n, K): the top row
         if probs.shape != (self.n, len(self.classes)):
             raise ValueError(f"classify(images) must return (n, {len(self.classes)}) class probabilities; got shape "
                              f"{tuple(probs.shape)}.")
-        self.images, self.probs = images[:self.n], probs.mean(0)
+        self.images, self.probs = images[:self.n], probs.mean(0)  # (n, C, H, W), (K,)
         self.values = {"t": t, "p(A)": float(self.probs[a]), "p(B)": float(self.probs[b]),
                        "|z_1|": float(self.z[0].norm())}
         top = int(self.probs.argmax())
@@ -179,9 +179,9 @@ class CaptionExplorer(Explorer):
 
     def update(self) -> None:
         text, seed = self.controls["caption"].value, self.controls["seed"].value
-        self.z = _noise(seed, self.n, self.z_dim)
+        self.z = _noise(seed, self.n, self.z_dim)  # (n, d)
         with torch.no_grad():
-            images = self.generate(text, self.z)
+            images = self.generate(text, self.z)  # (n, C, H, W)
         if images.ndim != 4 or len(images) != self.n:
             raise ValueError(f"generate(caption, z) must map (n, d) noise to (n, C, H, W) images; for n = {self.n} "
                              f"it returned shape {tuple(images.shape)}.")

@@ -23,7 +23,7 @@ class DivergenceExplorer(Explorer):
     KINDS = ("Gaussian", "mixture")
 
     def __init__(self, p: dict | None = None, q: dict | None = None, lim: float = 10.0, n_grid: int = 4001) -> None:
-        self.x = torch.linspace(-lim, lim, n_grid, dtype=torch.float64)
+        self.x = torch.linspace(-lim, lim, n_grid, dtype=torch.float64)  # (N,), the grid the densities live on
         controls = {}
         defaults = {"p": dict(kind="mixture", mu1=-2.0, sigma1=0.6, mu2=2.0, sigma2=0.6, w1=0.5),
                     "q": dict(kind="Gaussian", mu1=0.5, sigma1=1.0, mu2=3.0, sigma2=0.5, w1=0.5)}

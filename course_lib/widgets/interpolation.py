@@ -77,13 +77,14 @@ class InterpolationExplorer(Explorer):
     def update(self) -> None:
         c = {k: w.value for k, w in self.controls.items()}
         f = self._paths[c["path"]]
-        self.z_a, self.z_b = self.latent(c["seed A"]), self.latent(c["seed B"])
-        ts = torch.linspace(0, 1, self.n_frames)
+        self.z_a, self.z_b = self.latent(c["seed A"]), self.latent(c["seed B"])  # (1, d) each
+        ts = torch.linspace(0, 1, self.n_frames)  # (F,)
         self.z_t = f(self.z_a, self.z_b, c["t"])  # (1, d)
         path = torch.cat([f(self.z_a, self.z_b, float(s)) for s in ts])  # (F, d)
         images = _check_decode(self.decode, torch.cat([self.z_t, path]))  # (1 + F, C, H, W)
-        self.frames = images[1:]
+        self.frames = images[1:]  # (F, C, H, W)
         fine = torch.linspace(0, 1, 101)
+        # |z| along each path: name -> (101,)
         norms = {name: torch.cat([g(self.z_a, self.z_b, float(s)) for s in fine]).norm(dim=1) for name, g in self._paths.items()}
         shell = math.sqrt(self.z_dim)
         norm_t = float(self.z_t.norm())
@@ -172,13 +173,13 @@ class PairInterpolationExplorer(Explorer):
         if codes.ndim != 2 or len(codes) != 2:
             raise ValueError(f"encode(images) must map (n, C, H, W) images to (n, d) latents; for 2 images it "
                              f"returned shape {tuple(codes.shape)}.")
-        self.z_a, self.z_b = codes[:1].float().cpu(), codes[1:].float().cpu()
+        self.z_a, self.z_b = codes[:1].float().cpu(), codes[1:].float().cpu()  # (1, d) each
         t = float(c["t"])
         self.z_t = (1 - t) * self.z_a + t * self.z_b  # (1, d)
         ts = torch.linspace(0, 1, self.n_frames)[:, None]  # (F, 1)
         path = (1 - ts) * self.z_a + ts * self.z_b  # (F, d)
         decoded = _check_decode(self.decode, torch.cat([self.z_t, path])).float().cpu()  # (1 + F, C, H, W)
-        self.frames = decoded[1:]
+        self.frames = decoded[1:]  # (F, C, H, W)
         gap = float((self.z_a - self.z_b).norm())
         self.values = {"t": t, "|z_A - z_B|": gap, "|z_t|": float(self.z_t.norm())}
         self.readout.value = (f"t = <b>{t:.4f}</b> &nbsp; |z_A − z_B| = <b>{gap:.4f}</b> &nbsp; "

@@ -57,7 +57,7 @@ class ArithmeticExplorer(Explorer):
 
     def update(self) -> None:
         c = {k: w.value for k, w in self.controls.items()}
-        a, b, cc = (self.latents[c[k]].reshape(1, -1).float() for k in ("A", "B", "C"))
+        a, b, cc = (self.latents[c[k]].reshape(1, -1).float() for k in ("A", "B", "C"))  # (1, d) each
         z = a + c["amount"] * (cc - b)  # (1, d)
         if self.radius is not None:
             z = z / z.norm().clamp_min(1e-12) * self.radius
@@ -68,7 +68,7 @@ class ArithmeticExplorer(Explorer):
         if probs.shape != (4, len(self.classes)):
             raise ValueError(f"classify(images) must return (n, {len(self.classes)}) class probabilities; "
                              f"got shape {tuple(probs.shape)}.")
-        self.probs = probs[3].float()
+        self.probs = probs[3].float()  # (K,): the result's
         top = int(self.probs.argmax())
         cos_c = float(torch.nn.functional.cosine_similarity(z, cc).squeeze())
         self.values = {"amount": float(c["amount"]), "p(top class)": float(self.probs[top]), "cos(z, C)": cos_c}
@@ -128,7 +128,7 @@ class LatentExplorer(Explorer):
 
     def update(self) -> None:
         z1, z2 = (float(self.controls[k].value) for k in ("z1", "z2"))
-        self.z = torch.tensor([[z1, z2]])
+        self.z = torch.tensor([[z1, z2]])  # (1, 2)
         self.decoded = _check_decode(self.decode, self.z)  # (1, C, H, W)
         distances = (self.codes - self.z).norm(dim=1)  # (N,)
         self.nearest = int(distances.argmin())
