@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.widgets import PX_PER_STEP
+from course_lib.widgets.base import PX_PER_STEP
 from test_jupyterlab import free_port, lab_command, stop
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -66,3 +66,13 @@ def test_readme_course_map_is_generated_from_the_timings():
     assert MAP_BEGIN in text and MAP_END in text, "README lost its course-map markers"
     current = text.split(MAP_BEGIN, 1)[1].split(MAP_END, 1)[0].strip()
     assert current == course_map().strip(), "README's course map is stale: run `python -m course_lib.notebooks readme`"
+
+
+def test_notebook_tools_do_not_need_ipywidgets():
+    """`execute` rewrites widget outputs from saved state alone: it runs where ipywidgets is not installed."""
+    import subprocess
+    import sys
+
+    code = "import sys, course_lib.notebooks; assert 'ipywidgets' not in sys.modules, 'course_lib.notebooks imports ipywidgets'"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

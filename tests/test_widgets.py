@@ -6,7 +6,8 @@ import torch
 
 from course_lib import divergences as dv
 from course_lib.distributions import Mixture
-from course_lib.widgets import CONTINUOUS_BELOW_S, LABEL_PX, PX_PER_STEP, READOUT_PX, DivergenceExplorer, Explorer
+from course_lib.widgets import DivergenceExplorer, Explorer
+from course_lib.widgets.base import CONTINUOUS_BELOW_S, LABEL_PX, PX_PER_STEP, READOUT_PX
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_sliders_are_wide_enough_to_drag_step_by_step(explorer):
 
 
 class FakeClock:
-    """Stands in for the widgets module's `time`: redraws take exactly what a test says, however busy the CPU."""
+    """Stands in for widgets.base's `time`: redraws take exactly what a test says, however busy the CPU."""
 
     def __init__(self):
         self.now = 0.0
@@ -106,10 +107,10 @@ class FakeClock:
     ([0.0, CONTINUOUS_BELOW_S, CONTINUOUS_BELOW_S], False),  # the threshold itself is slow
 ])
 def test_sliders_follow_the_mouse_only_when_a_redraw_is_fast(monkeypatch, delays, follows):
-    import course_lib.widgets as widgets
+    import course_lib.widgets.base as base  # Explorer times its redraws there
 
     clock = FakeClock()
-    monkeypatch.setattr(widgets, "time", clock)
+    monkeypatch.setattr(base, "time", clock)
     e = Tiny(clock, delays)
     assert e.controls["a"].continuous_update is follows, f"redraws of {delays} s"
     assert e.update_seconds == pytest.approx(delays[-1])
@@ -146,7 +147,7 @@ def test_static_bundle_of_saved_state_shows_final_figure_and_numbers():
     import ipywidgets.embed
     import nbformat
 
-    from course_lib.widgets import WIDGET_STATE, WIDGET_VIEW, add_static_fallbacks, static_bundle
+    from course_lib.notebooks import WIDGET_STATE, WIDGET_VIEW, add_static_fallbacks, static_bundle
 
     e = DivergenceExplorer()
     e.controls["q.mu1"].value = 1.5
