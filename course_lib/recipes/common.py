@@ -22,7 +22,9 @@ from ..data import TEST_SIZES
 from ..runs import load_or_train
 from ..train import TrainConfig, Trainer
 
-__all__ = ["Run", "train_with_snapshots", "training_figures", "keep_trained", "eval_size", "quiet"]
+__all__ = ["Run", "train_with_snapshots", "training_figures", "sample_figures", "keep_trained", "eval_size", "quiet"]
+
+SAMPLE_FIGURES = ("fd", "fd_floor", "precision", "recall", "coverage")  # what every bench reports of its samples
 
 
 @dataclass
@@ -109,6 +111,11 @@ def training_figures(trainer: Trainer) -> dict:
     train_status ('done', or 'interrupted' for a run stopped early, e.g. by a time limit's SIGINT)."""
     return {"steps": trainer.step, "train_status": trainer.status, "train_seconds": round(trainer.seconds, 3),
             "images_per_second": round(trainer.samples_seen / max(trainer.seconds, 1e-9), 1)}
+
+
+def sample_figures(evaluated: dict, keys: tuple[str, ...] = SAMPLE_FIGURES) -> dict:
+    """The figures a bench line reports from `metrics.evaluate(...)`'s dict, rounded, and eval_n, the samples used."""
+    return {**{key: round(evaluated[key], 4) for key in keys}, "eval_n": evaluated["n"]}
 
 
 def keep_trained(course, model: nn.Module, name: str, trainer: Trainer) -> Path | None:

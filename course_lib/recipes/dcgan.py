@@ -14,7 +14,7 @@ from ..metrics import evaluate
 from ..models.dcgan import DCGAN, DCGANConfig
 from ..models.gan import LOSSES, WGAN_GP
 from ..train import TrainConfig
-from .common import Run, eval_size, keep_trained, quiet, train_with_snapshots, training_figures
+from .common import Run, eval_size, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
 __all__ = ["dcgan_config", "loss_config", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
 
@@ -75,10 +75,7 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
     out = {"dataset": dataset, "loss": loss, "train_images": len(data), "width": gan.config.width,
            "batch_size": min(course.profile.batch_size, len(data)), **training_figures(run.trainer),
            "d_loss": round(run.history["d_loss"][-1], 4), "g_loss": round(run.history["g_loss"][-1], 4)}
-    out.update({k: round(trained[k], 4) for k in FIGURES})
-    out["fd_untrained"] = round(untrained["fd"], 4)
-    out["eval_n"] = trained["n"]
-    return out
+    return {**out, **sample_figures(trained, FIGURES), "fd_untrained": round(untrained["fd"], 4)}
 
 
 def bench_dcgan_digits(course, loss: str = "non-saturating") -> dict:

@@ -16,7 +16,7 @@ from ..data import DATASETS, ImageData
 from ..metrics import evaluate
 from ..models.pixelcnn import PixelCNN, PixelCNNConfig
 from ..train import TrainConfig
-from .common import Run, keep_trained, quiet, train_with_snapshots, training_figures
+from .common import Run, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
 __all__ = ["pixelcnn_config", "train_pixelcnn", "evaluate_bpd", "BENCHMARKS"]
 
@@ -92,9 +92,7 @@ def bench_pixelcnn(course, dataset: str = "fashion-mnist") -> dict:
                  "batch_size": min(course.profile.batch_size, len(train)), **training_figures(trainer),
                  "train_loss": round(run.history["loss"][-1], 3), "test_bpd": round(bpd, 4),
                  "sample_seconds_per_image": round(sample_seconds / n, 4)}
-    out.update({key: round(figures[key], 4) for key in ("fd", "fd_floor", "precision", "recall", "coverage")})
-    out["eval_n"] = figures["n"]
-    return out
+    return {**out, **sample_figures(figures)}
 
 
 def bench_pixelcnn_digits(course) -> dict:

@@ -17,7 +17,7 @@ from ..metrics import evaluate
 from ..models.likelihoods import _normal, binarize
 from ..models.vae import VAE, VAEConfig
 from ..train import TrainConfig
-from .common import Run, eval_size, keep_trained, quiet, train_with_snapshots, training_figures
+from .common import Run, eval_size, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
 __all__ = ["vae_config", "train_vae", "iwae_k", "evaluate_vae", "BENCHMARKS"]
 
@@ -122,9 +122,7 @@ def bench_vae(course, dataset: str = "fashion-mnist") -> dict:
                 "iwae_nats": round(figures["iwae"], 3), "iwae_k": k, "active_dims": figures["active_dims"],
                 "binarised_elbo_nats": round(binary_figures["elbo"], 3),
                 "binarised_train_seconds": round(binary_run.trainer.seconds, 3)})
-    out.update({key: round(samples[key], 4) for key in ("fd", "fd_floor", "precision", "recall", "coverage")})
-    out["eval_n"] = samples["n"]
-    return out
+    return {**out, **sample_figures(samples)}
 
 
 def bench_vae_digits(course) -> dict:
