@@ -107,11 +107,16 @@ def test_unknown_device(bad):
         pick_device(bad)
 
 
-@pytest.mark.slow  # a fresh interpreter has to import torch: seconds
-def test_import_has_no_side_effects(tmp_path):
+def fresh_python(code: str, cwd):
+    """Run `code` in a fresh interpreter (nothing of this test process imported), in `cwd`."""
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow  # a fresh interpreter has to import torch: seconds
+def test_import_has_no_side_effects(tmp_path):
     code = ("import course_lib, torch, importlib, pkgutil\n"
             "for m in pkgutil.walk_packages(course_lib.__path__, 'course_lib.'):\n"  # every module: models, recipes, ...
             "    if m.name not in ('course_lib.__main__', 'course_lib.grading.__main__', 'course_lib.grading.kernel_start'):\n"
@@ -119,7 +124,7 @@ def test_import_has_no_side_effects(tmp_path):
             "missing = [n for n in course_lib.__all__ if not hasattr(course_lib, n)]\n"
             "assert not missing, missing\n"
             "assert not torch.are_deterministic_algorithms_enabled()\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = fresh_python(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == ""  # nothing printed
     assert list(tmp_path.iterdir()) == []  # no data folder, no files
@@ -129,15 +134,12 @@ def test_import_has_no_side_effects(tmp_path):
 def test_training_and_bench_import_without_the_notebook_stack(tmp_path):
     """The GPU machine has torch and the science stack but no jupyter, ipywidgets or nbformat: every recipe, the
     bench and the zoo must import there (a lazy `import ipywidgets` would only fail on the device)."""
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "for name in ('ipywidgets', 'IPython', 'ipykernel', 'jupyter_client', 'nbformat', 'nbclient', 'nbval'):\n"
             "    sys.modules[name] = None\n"
             "import course_lib.bench as bench, course_lib.zoo\n"
             "assert {'dcgan', 'cgan', 'vae', 'pixelcnn', 'metrics'} <= set(bench.find_benchmarks())\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = fresh_python(code, tmp_path)
     assert done.returncode == 0, done.stderr
 
 
