@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Callable
 
 import torch
 from torch import nn
@@ -237,17 +238,18 @@ def training_images(dataset: str, profile: str | Profile | None = None, seed: in
 
 
 def _checksum(images: torch.Tensor) -> tuple:
-    """A cheap, order-sensitive fingerprint of a set of images, to cache what is computed from it."""
-    rows = images.flatten(1).double().sum(1)  # (N,)
-    return (tuple(images.shape), float(rows.sum()), float((rows * torch.arange(1, len(rows) + 1)).sum()))
+    """A cheap, order-sensitive fingerprint of a set of images (on any device), to cache what is computed from it."""
+    rows = images.detach().flatten(1).double().sum(1)  # (N,)
+    weights = torch.arange(1, len(rows) + 1, device=rows.device, dtype=rows.dtype)
+    return (tuple(images.shape), float(rows.sum()), float((rows * weights).sum()))
 
 
-def _train_images(dataset: str, train, prof: Profile) -> tuple[tuple, torch.Tensor | None]:
-    """(cache key, the images or None if the key says how to draw them) for evaluate's `train`."""
-    if train is None:
-        return ("subset", prof.train_size, 0), None
-    if isinstance(train, Course):  # its profile's subset, drawn with its seed
-        return ("subset", train.profile.train_size, train.seed), None
+def _train_images(dataset: str, train, prof: Profile) -> tuple[tuple, Callable[[], torch.Tensor]]:
+    """(cache key, how to get the images on the CPU) for evaluate's `train`: the images are only drawn,
+    or copied off the device, when the key is not cached yet."""
+    if train is None or isinstance(train, Course):  # a profile's subset, drawn with seed 0 or the course's seed
+        prof, seed = (prof, 0) if train is None else (train.profile, train.seed)
+        return ("subset", prof.train_size, seed), lambda: training_images(dataset, prof, seed)
     if isinstance(train, ImageData):
         if train.name != dataset:
             raise ValueError(f"train= holds {train.name} images, but the samples are evaluated as {dataset}: pass the "
@@ -256,8 +258,7 @@ def _train_images(dataset: str, train, prof: Profile) -> tuple[tuple, torch.Tens
     if not isinstance(train, torch.Tensor) or train.ndim != 4:
         raise TypeError(f"train= takes the training data (an ImageData, images (N, 1, H, W) or the Course), got "
                         f"{type(train).__name__}.")
-    train = train.detach().float().cpu()
-    return ("given", *_checksum(train)), train
+    return ("given", *_checksum(train)), lambda: train.detach().float().cpu()
 
 
 def _real_test(dataset: str, n: int, device: torch.device) -> dict:
@@ -275,13 +276,11 @@ def _real(dataset: str, n: int, device: torch.device, train=None, profile: str |
     """`_real_test`, with what depends on the training images: the FD floor (n of them against the test set)
     and the typical test-to-train nearest distance that `memorised` is measured against."""
     prof = get_profile(profile)
-    key, images = _train_images(dataset, train, prof)
+    key, get_images = _train_images(dataset, train, prof)
     key = ("train", dataset, n, str(device), key)
     if key not in _REAL:
         real = _real_test(dataset, n, device)
-        if images is None:
-            _, size, seed = key[-1]
-            images = load_data(dataset, "train", size=size, seed=seed).images
+        images = get_images()
         n_floor = min(n, len(images))
         floor_imgs = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:n_floor]]
         f_floor, _ = features(floor_imgs.to(device), dataset)

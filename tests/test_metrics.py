@@ -209,3 +209,21 @@ def test_held_out_asks_for_no_more_than_half_the_test_split():
     assert len(held.images) == 150 and len(held.labels) == 150
     with pytest.raises(ValueError, match=r"needs 302 test images.*has 300.*n <= 150"):
         M.held_out("digits", 151)
+
+
+def test_evaluate_compares_with_the_training_data_it_is_told():
+    """`memorised` looks for copies of what the model trained on: the course's own subset (its seed), or the data given."""
+    from course_lib import setup
+
+    courses = [setup(profile="smoke", seed=s, quiet=True) for s in (0, 1)]
+    mine = courses[1].load_data("digits", "train")  # what a model set up with seed 1 trains on
+    copies = mine.images[:200]
+    told = [M.evaluate(copies, "digits", train=t, profile="smoke", n=200)["memorised"] for t in (courses[1], mine)]
+    assert told == [1.0, 1.0], "copies of the training images the model saw are all memorised"
+    other = M.evaluate(copies, "digits", train=courses[0], profile="smoke", n=200)["memorised"]
+    assert other < 0.9, f"seed 0's subset holds only part of seed 1's images, yet {other:.2f} counted as copies"
+    assert M.evaluate(copies, "digits", profile="smoke", n=200)["memorised"] == other, "no train=: seed 0's subset"
+    import dataclasses
+
+    with pytest.raises(ValueError, match="course.load_data"):  # another dataset's images
+        M.evaluate(copies, "digits", train=dataclasses.replace(mine, name="mnist"), n=200)
