@@ -58,11 +58,12 @@ def eval_size(course, dataset: str) -> int:
 def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], Any], *, steps: int | None = None,
                          epochs: int | None = None, checkpoint: str | Path | None = None, snapshots: int = 4,
                          train_config: TrainConfig | None = None, callback: Callable[[Trainer], None] | None = None,
-                         retrain: bool = False) -> Run:
+                         retrain: bool = False, default_epochs: int | None = None) -> Run:
     """The driver every family's `train_*` shares: train `model` on `batches` in the shared loop and
     record `take()` (e.g. fixed-noise samples) `snapshots` times, as (step, *what take returned).
 
-    Length: `steps`, else `epochs` passes, else the profile's epochs but at least its `min_steps`.
+    Length: `steps`, else `epochs` passes, else `default_epochs` passes (a family with sizes of its own,
+    e.g. `profile.pixelcnn_epochs`; default the profile's epochs), but at least the profile's `min_steps`.
     `take()` runs in eval mode (batchnorm with running statistics) with no gradients; the model goes
     back to training mode after. With a `checkpoint`, `load_or_train` loads a finished run (then the
     snapshots are the untrained one and the final one). `callback(trainer)` runs at every snapshot.
@@ -71,7 +72,8 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
     """
     if steps is None:
         p = course.profile
-        steps = len(batches) * epochs if epochs is not None else max(len(batches) * p.epochs, p.min_steps)
+        steps = len(batches) * epochs if epochs is not None else max(len(batches) * (default_epochs or p.epochs),
+                                                                         p.min_steps)
     shots: list[tuple] = []
 
     def snapshot(step: int) -> None:

@@ -39,9 +39,6 @@ def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None =
     size: the profile's. A conditional model trains on (images, labels) and its snapshots cycle through
     the classes. Each snapshot costs H W network steps. Snapshots: (step, samples (n, 1, S, S) in [0, 1]).
     """
-    if steps is None and epochs is None:
-        batches_per_epoch = len(data) // min(course.profile.batch_size, len(data))
-        steps = max(course.profile.pixelcnn_epochs * batches_per_epoch, course.profile.min_steps)
     model.to(course.device)
     n = min(n_show or course.profile.n_show, len(data))
     k = model.config.n_classes
@@ -51,7 +48,7 @@ def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None =
     return train_with_snapshots(
         course, model, batches, lambda: model.sample(n, generator=course.generator(2), cond=cond).cpu(),
         steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
-        callback=callback, retrain=retrain)
+        callback=callback, retrain=retrain, default_epochs=course.profile.pixelcnn_epochs)
 
 
 # -- the bench ------------------------------------------------------------------------------------------------------
