@@ -17,10 +17,9 @@ import numpy as np
 import torch
 
 from .data import ImageData, data_dir, load_data
-from .paths import REPO_ROOT
 from .profiles import Profile, get_profile
 
-__all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name", "REPO_ROOT",
+__all__ = ["Course", "setup", "pick_device", "seed_everything", "describe", "device_name",
            "set_threads", "fixed_threads", "follow_free_cores", "usable_cores", "THREADS_VAR"]
 
 
