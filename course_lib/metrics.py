@@ -38,8 +38,8 @@ from .profiles import Profile, get_profile
 from .runtime import Course
 
 __all__ = ["evaluate", "features", "frechet_distance", "frechet_gaussians", "kid", "prdc", "inception_score",
-           "nearest_distances", "memorisation_ratio", "check_samples", "reference_images", "held_out", "held_out_images",
-           "training_images", "MEMORISED", "K"]
+           "nearest_distances", "memorisation_ratio", "check_samples", "reference_data", "reference_images", "held_out",
+           "held_out_images", "training_images", "MEMORISED", "K"]
 
 K = 5  # neighbours for precision / recall / density / coverage
 MEMORISED = 0.5  # a sample this much nearer to a training image than real test images are counts as a copy
@@ -211,9 +211,15 @@ def _pixel_nearest(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
 _REAL: dict[tuple, dict] = {}
 
 
+def reference_data(dataset: str, n: int) -> ImageData:
+    """The n test images every evaluation compares with, with their labels: a subset of the test split drawn
+    with seed 0 whatever the course's seed, so every run is measured against the same images."""
+    return load_data(dataset, "test", size=n, seed=0)
+
+
 def reference_images(dataset: str, n: int) -> torch.Tensor:
-    """The n test images every evaluation compares with (a seeded subset of the test split), (n, 1, H, W)."""
-    return load_data(dataset, "test", size=n, seed=0).images
+    """The images of `reference_data(dataset, n)`, (n, 1, H, W)."""
+    return reference_data(dataset, n).images
 
 
 def held_out(dataset: str, n: int) -> ImageData:

@@ -16,7 +16,7 @@ import torch
 
 from ..data import DATASETS, ImageData
 from ..evaluators import manifest
-from ..metrics import K, evaluate, features, frechet_distance, prdc
+from ..metrics import K, evaluate, features, frechet_distance, prdc, reference_data
 from ..models.captions import class_words
 from ..models.cgan import CGAN, CGANConfig
 from ..train import TrainConfig
@@ -93,7 +93,7 @@ def bench_cgan(course, dataset: str = "fashion-mnist") -> dict:
     data = course.load_data(dataset, "train")
     k = len(data.classes)
     n = eval_size(course, dataset)
-    reference = course.load_data(dataset, "test", size=n, device="cpu")  # the test images evaluate compares with
+    reference = reference_data(dataset, n)  # the test images evaluate compares with (seed 0, whatever the course's)
     labels = torch.arange(n) % k  # balanced classes
     out: dict = {"dataset": dataset, "train_images": len(data), "width": course.profile.width}
     gan = CGAN(cgan_config(course, dataset), seed=course.seed)
