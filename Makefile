@@ -11,7 +11,7 @@ export GOMP_SPINCOUNT ?= 10000
 export KMP_BLOCKTIME ?= 1
 LOCK   := requirements.lock
 
-.PHONY: help venv lock data lab test labs notebooks bench grade clean
+.PHONY: help venv lock data lab test labs notebooks bench grade zoo-gpu zoo-install clean
 
 help:
 	@echo "make lab        set up (.venv, data) and start JupyterLab on the course"
@@ -20,6 +20,8 @@ help:
 	@echo "make labs       regenerate labs/ from solutions/"
 	@echo "make notebooks  re-run lectures/ (outputs saved) and solutions/ (timed) in PROFILE=cpu; update the README map"
 	@echo "make bench      MODEL=all PROFILE=cpu: print one JSON line per run, appended to benchmarks.jsonl"
+	@echo "make zoo-gpu    ZOO_OUT=DIR: the whole model zoo trained and measured in one GPU call (no venv: the machine's python)"
+	@echo "make zoo-install ZOO_IN=DIR: land what zoo-gpu wrote (weights + manifest into the zoo, lines into benchmarks.jsonl)"
 	@echo "make grade      LAB=labs/00_getting_started.ipynb SUBMISSIONS='subs/*.ipynb' OUT=grades [GRADE_ARGS='--cell-timeout 60 --jobs 2']"
 
 # pyproject.toml keeps the ranges; the course installs the exact versions in $(LOCK) (a change to either reinstalls).
@@ -69,6 +71,16 @@ notebooks: data
 MODEL ?= all
 bench: data
 	$(PY) -m course_lib.bench $(MODEL) --profile $(PROFILE) --out benchmarks.jsonl
+
+# The GPU machine has torch but no venv and no network: this target uses its python, not $(PY).
+ZOO_OUT ?= zoo-out
+zoo-gpu:
+	PYTHON=$(PYTHON) scripts/zoo-gpu.sh $(ZOO_OUT)
+
+zoo-install: venv
+	test -d "$(ZOO_IN)" || { echo "make zoo-install ZOO_IN=DIR, the folder zoo-gpu wrote"; exit 1; }
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cat $(ZOO_IN)/zoo.tgz.* | tar -xz -C "$$tmp" && \
+	$(PY) -m course_lib.zoo install "$$tmp" && cat $(ZOO_IN)/bench.jsonl >> benchmarks.jsonl
 
 OUT ?= grades
 grade: venv

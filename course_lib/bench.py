@@ -9,6 +9,7 @@ and the metric that model family reports). Add `--out FILE` to append the line t
     python -m course_lib.bench dcgan --profile cpu --loss all     # one line per GAN loss
     python -m course_lib.bench --list
     python -m course_lib.bench vae --profile gpu --save runs/bench   # and keep the trained weights
+    python -m course_lib.bench zoo --entry all --profile gpu         # the shipped models, measured on their files
 
 Benchmarks are found by walking `course_lib/recipes/`: a family's recipe lists its own in a
 module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
@@ -38,7 +39,7 @@ __all__ = ["find_benchmarks", "run", "main", "OPTIONS"]
 Benchmark = Callable[[Course], dict]
 RECIPES_PACKAGE = "course_lib.recipes"
 METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
-OPTIONS = ("loss",)  # the command-line options a benchmark may take, through `fn.choices`
+OPTIONS = ("loss", "entry")  # the command-line options a benchmark may take, through `fn.choices`
 
 
 def find_benchmarks(package: str = RECIPES_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
@@ -100,18 +101,22 @@ def run(name: str, profile: str | None = None, device: str = "auto", seed: int =
     variants(benches[name], options)  # checks each option against the benchmark's choices
     course = setup(seed=seed, device=device, profile=profile, quiet=True)
     course.keep_dir = None if save is None else Path(save)
-    dev = course.device
     t0 = time.perf_counter()
     figures = benches[name](course, **options)
-    seconds = time.perf_counter() - t0
+    return line(name, course, time.perf_counter() - t0, figures)
+
+
+def line(name: str, course: Course, seconds: float, figures: dict) -> dict:
+    """A benchmarks.jsonl line: what ran, where (profile, device and its name, threads, torch), when, how long,
+    and the figures. `python -m course_lib.zoo train` writes its entries' lines with it too."""
     record = {
         "model": name,
         "profile": course.profile.name,
-        "device": dev.type,
-        "device_name": device_name(dev),
+        "device": course.device.type,
+        "device_name": device_name(course.device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "seed": seed,
+        "seed": course.seed,
         "seconds": round(seconds, 3),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also append each JSON line to this file")
     p.add_argument("--save", type=Path, default=None, help="also save the models each benchmark trains into this folder")
     p.add_argument("--loss", default=None, help="for benchmarks that take one (see --list): a loss, or 'all'")
+    p.add_argument("--entry", default=None, help="for the zoo benchmark: a shipped entry, or 'all'")
     args = p.parse_args(argv)
     benches = find_benchmarks()
     if args.list:

@@ -137,8 +137,8 @@ def test_training_and_bench_import_without_the_notebook_stack(tmp_path):
     code = ("import sys\n"
             "for name in ('ipywidgets', 'IPython', 'ipykernel', 'jupyter_client', 'nbformat', 'nbclient', 'nbval'):\n"
             "    sys.modules[name] = None\n"
-            "import course_lib.bench as bench, course_lib.zoo\n"
-            "assert {'dcgan', 'cgan', 'vae', 'pixelcnn', 'metrics'} <= set(bench.find_benchmarks())\n")
+            "import course_lib.bench as bench, course_lib.zoo, course_lib.zoo.__main__, course_lib.recipes.zoo\n"
+            "assert {'dcgan', 'cgan', 'vae', 'pixelcnn', 'metrics', 'zoo'} <= set(bench.find_benchmarks())\n")
     done = fresh_python(code, tmp_path)
     assert done.returncode == 0, done.stderr
 

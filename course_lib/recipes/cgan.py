@@ -72,10 +72,12 @@ def class_grid(gan: CGAN, noise: torch.Tensor, conditions: Sequence | None = Non
 # -- training -----------------------------------------------------------------------------------------------
 def train_cgan(course, gan: CGAN, data: ImageData, steps: int | None = None, epochs: int | None = None,
                checkpoint: str | Path | None = None, snapshots: int = 4, n_cols: int | None = None,
-               train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> Run:
+               train_config: TrainConfig | None = None, callback=None, retrain: bool = False,
+               zoo: str | None = None) -> Run:
     """Train on (images, labels) batches like `train_dcgan`; snapshots are class-by-noise grids (rows classes,
     n_cols shared noise columns, default profile.n_show // n_classes). A caption model's thresholds are fitted
-    on `data` first. Snapshots: (step, the class-by-noise grid)."""
+    on `data` first. `zoo=NAME` loads the course's converged model instead of training (gan built with
+    `entry_config(NAME)`). Snapshots: (step, the class-by-noise grid)."""
     gan.to(course.device)
     data = data.to(course.device)
     if gan.captioner is not None:
@@ -84,7 +86,7 @@ def train_cgan(course, gan: CGAN, data: ImageData, steps: int | None = None, epo
     batches = data.batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=True)
     return train_with_snapshots(course, gan, batches, lambda: class_grid(gan, fixed), steps=steps, epochs=epochs,
                                 checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
-                                callback=callback, retrain=retrain)
+                                callback=callback, retrain=retrain, zoo=zoo)
 
 
 # -- the bench ----------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def eval_size(course, dataset: str) -> int:
 def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], Any], *, steps: int | None = None,
                          epochs: int | None = None, checkpoint: str | Path | None = None, snapshots: int = 4,
                          train_config: TrainConfig | None = None, callback: Callable[[Trainer], None] | None = None,
-                         retrain: bool = False, default_epochs: int | None = None) -> Run:
+                         retrain: bool = False, default_epochs: int | None = None, zoo: str | None = None) -> Run:
     """The driver every family's `train_*` shares: train `model` on `batches` in the shared loop and
     record `take()` (e.g. fixed-noise samples) `snapshots` times, as (step, *what take returned).
 
@@ -66,7 +66,9 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
     e.g. `profile.pixelcnn_epochs`; default the profile's epochs), but at least the profile's `min_steps`.
     `take()` runs in eval mode (batchnorm with running statistics) with no gradients; the model goes
     back to training mode after. With a `checkpoint`, `load_or_train` loads a finished run (then the
-    snapshots are the untrained one and the final one). `callback(trainer)` runs at every snapshot.
+    snapshots are the untrained one and the final one). `zoo`: a shipped model's name: its converged weights
+    are loaded into `model` (built with the entry's config) instead of training, and the snapshots are the
+    untrained and the converged one. `callback(trainer)` runs at every snapshot.
     CPU threads: setup()'s (by default the free cores, recounted as it trains). Returns the `Run`;
     the model is left in eval mode.
     """
@@ -96,7 +98,9 @@ def train_with_snapshots(course, model: nn.Module, batches, take: Callable[[], A
     if snapshots:
         config = dataclasses.replace(config, callback_every=max(1, steps // snapshots))
         snapshot(0)  # the untrained model (also before loading a finished run: the same seed, the same weights)
-    if checkpoint is not None:
+    if zoo is not None:
+        trainer = load_or_train(model, zoo=zoo, train_config=config)
+    elif checkpoint is not None:
         trainer = load_or_train(model, batches, checkpoint, steps=steps, train_config=config, callback=hook,
                                 retrain=retrain)
     else:

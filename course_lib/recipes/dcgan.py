@@ -37,20 +37,21 @@ def loss_config(loss: str, **changes) -> dict:
 
 def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, epochs: int | None = None,
                 checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
-                train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> Run:
+                train_config: TrainConfig | None = None, callback=None, retrain: bool = False,
+                zoo: str | None = None) -> Run:
     """Train `gan` on `data` in the shared loop; keep a grid of fixed-noise samples `snapshots` times.
 
     epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
     steps; batch size: the profile's. With a `checkpoint`, `load_or_train` loads a finished run
-    instead of training (snapshots are then the untrained and the final one). `callback(trainer)`
-    also runs at every snapshot, e.g. a LivePlot. Snapshots: (step, images (n, C, S, S) in [0, 1]).
+    instead of training, and with `zoo=NAME` the course's converged model (gan built with `entry_config(NAME)`);
+    snapshots are then the untrained and the final one. `callback(trainer)` also runs at every snapshot, e.g. a LivePlot. Snapshots: (step, images (n, C, S, S) in [0, 1]).
     """
     gan.to(course.device)
     fixed = gan.z(n_show or course.profile.n_show, generator=course.generator(2))  # the same noise every time
     batches = data.to(course.device).batches(min(course.profile.batch_size, len(data)), seed=course.seed, labels=False)
     return train_with_snapshots(course, gan, batches, lambda: gan.to_data(gan.generate(fixed, ema=True)).float().cpu(),
                                 steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots,
-                                train_config=train_config, callback=callback, retrain=retrain)
+                                train_config=train_config, callback=callback, retrain=retrain, zoo=zoo)
 
 
 # -- the bench ----------------------------------------------------------------------------------------------

@@ -32,12 +32,14 @@ def pixelcnn_config(course, dataset: str = "fashion-mnist", **changes) -> PixelC
 # -- training -------------------------------------------------------------------------------------------------------
 def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None = None, epochs: int | None = None,
                    checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
-                   train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> Run:
+                   train_config: TrainConfig | None = None, callback=None, retrain: bool = False,
+                   zoo: str | None = None) -> Run:
     """Train `model` on `data` in the shared loop; draw n_show samples with fixed noise `snapshots` times.
 
     Length: `steps`, else `epochs`, else the profile's `pixelcnn_epochs` (at least its min_steps); batch
     size: the profile's. A conditional model trains on (images, labels) and its snapshots cycle through
-    the classes. Each snapshot costs H W network steps. Snapshots: (step, samples (n, 1, S, S) in [0, 1]).
+    the classes. `zoo=NAME` loads the course's converged model instead of training (model built with
+    `entry_config(NAME)`). Each snapshot costs H W network steps. Snapshots: (step, samples (n, 1, S, S) in [0, 1]).
     """
     model.to(course.device)
     n = min(n_show or course.profile.n_show, len(data))
@@ -48,7 +50,7 @@ def train_pixelcnn(course, model: PixelCNN, data: ImageData, steps: int | None =
     return train_with_snapshots(
         course, model, batches, lambda: model.sample(n, generator=course.generator(2), cond=cond).cpu(),
         steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
-        callback=callback, retrain=retrain, default_epochs=course.profile.pixelcnn_epochs)
+        callback=callback, retrain=retrain, zoo=zoo, default_epochs=course.profile.pixelcnn_epochs)
 
 
 # -- the bench ------------------------------------------------------------------------------------------------------

@@ -34,12 +34,14 @@ def vae_config(course, dataset: str = "fashion-mnist", **changes) -> VAEConfig:
 # -- training ---------------------------------------------------------------------------------------------------
 def train_vae(course, vae: VAE, data: ImageData, steps: int | None = None, epochs: int | None = None,
               checkpoint: str | Path | None = None, snapshots: int = 4, n_show: int | None = None,
-              train_config: TrainConfig | None = None, callback=None, retrain: bool = False) -> Run:
+              train_config: TrainConfig | None = None, callback=None, retrain: bool = False,
+              zoo: str | None = None) -> Run:
     """Train `vae` on `data` in the shared loop; keep fixed-noise samples and reconstructions `snapshots` times.
 
     epochs: default the profile's (when steps is not given), and at least the profile's `min_steps`
     steps; batch size: the profile's. With a `checkpoint`, `load_or_train` loads a finished run
-    instead of training. `callback(trainer)` also runs at every snapshot. Snapshots: (step, prior
+    instead of training; with `zoo=NAME` the course's converged model is loaded (the model built with
+    `entry_config(NAME)`). `callback(trainer)` also runs at every snapshot. Snapshots: (step, prior
     samples (n, C, S, S), reconstructions of n fixed training images), all in [0, 1].
     """
     vae.to(course.device)
@@ -52,7 +54,7 @@ def train_vae(course, vae: VAE, data: ImageData, steps: int | None = None, epoch
     return train_with_snapshots(
         course, vae, batches, lambda: (vae.decode(fixed_z).float().cpu(), vae.reconstruct(fixed_x).float().cpu()),
         steps=steps, epochs=epochs, checkpoint=checkpoint, snapshots=snapshots, train_config=train_config,
-        callback=callback, retrain=retrain)
+        callback=callback, retrain=retrain, zoo=zoo)
 
 
 # -- evaluation and the bench -------------------------------------------------------------------------------------

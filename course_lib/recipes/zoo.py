@@ -1,0 +1,292 @@
+"""The zoo's recipe: train a registry entry with its family's recipe, save it, and measure the saved file.
+
+    entry = train_entry("vae-fashion-mnist-2d", device="cpu", out="runs/zoo")   # trains, saves, measures
+    python -m course_lib.bench zoo --entry dcgan-fashion-mnist-hinge --profile gpu   # the figures of a shipped file
+
+Every figure of an entry is measured on the weights as they were saved (half precision where that moved
+no figure, else float32), loaded back from the file: what a lecture gets from `load_pretrained`.
+`quick_check` measures a few of them at a size the tests can afford on a CPU, so CI catches a swapped
+or broken file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import config_to_dict
+from ..data import TEST_SIZES, ImageData
+from ..metrics import evaluate
+from ..models.cgan import CGAN
+from ..models.dcgan import DCGAN
+from ..models.likelihoods import binarize
+from ..models.pixelcnn import PixelCNN
+from ..models.vae import VAE
+from ..runtime import device_name, setup
+from ..zoo import RUNS, ZooError, ZooRun, load_pretrained, update_entry, write_entry
+from ..zoo.store import half
+from .cgan import cgan_config, class_accuracy, per_class_metrics, train_cgan
+from .common import quiet, sample_figures
+from .dcgan import dcgan_config, loss_config, train_dcgan
+from .pixelcnn import evaluate_bpd, pixelcnn_config, train_pixelcnn
+from .vae import evaluate_vae, iwae_k, train_vae, vae_config
+
+__all__ = ["build", "train_entry", "measure", "quick_check", "half_check", "BENCHMARKS"]
+
+TRAIN = {"dcgan": train_dcgan, "cgan": train_cgan, "vae": train_vae, "pixelcnn": train_pixelcnn}
+HISTORY_POINTS = 200  # the loss curves a manifest keeps, evenly thinned
+# A half-precision copy is kept when it moves no quick-check figure by more than this (else float32 ships).
+HALF_TOLERANCE = {"fd": 0.01, "class_accuracy": 0.005, "attribute_accuracy": 0.005, "elbo": 0.05, "test_bpd": 0.001}
+# The prior's central 95% box in 2-D: each coordinate within +-1.96 holds 0.95 ** 2 of the mass, so the box
+# whose square holds 95% has half-width Phi^-1((1 + sqrt(0.95)) / 2) = 2.236.
+BOX_95 = 2.2365
+CPU_HEAVY_N = 2000  # on a CPU: test images for IWAE (k = 200 a image) and PixelCNN bits/dim (about 4 minutes each)
+
+
+def build(run: ZooRun, course) -> nn.Module:
+    """The entry's untrained model: its family's course config at the course's profile, with its options."""
+    options = dict(run.options)
+    if run.family == "dcgan":
+        return DCGAN(dcgan_config(course, run.dataset, **loss_config(options.pop("loss"), **options)), seed=run.seed)
+    if run.family == "cgan":
+        return CGAN(cgan_config(course, run.dataset, **options), seed=run.seed)
+    if run.family == "vae":
+        return VAE(vae_config(course, run.dataset, **options), seed=run.seed)
+    return PixelCNN(pixelcnn_config(course, run.dataset, **options), seed=run.seed)
+
+
+def _thin(history: dict, points: int = HISTORY_POINTS) -> dict:
+    """Every curve of a training history, evenly thinned to at most `points` values (rounded)."""
+    out = {}
+    for key, values in history.items():
+        values = list(values)
+        if not values or not all(isinstance(v, (int, float)) for v in values):
+            continue
+        stride = max(1, math.ceil(len(values) / points))
+        out[key] = [round(float(v), 5) for v in values[::stride]]
+    return out
+
+
+def _first(data: ImageData, n: int) -> ImageData:
+    """The first n images of `data` (already a seeded draw) with their labels."""
+    return dataclasses.replace(data, images=data.images[:n], labels=data.labels[:n])
+
+
+# -- measuring a saved entry ----------------------------------------------------------------------------------
+def _z_spread(gan: CGAN, test, per_caption: int, generator: torch.Generator) -> dict:
+    """Whether a caption's samples differ by z: per class, the mean per-pixel std of `per_caption` samples of one
+    caption (the first test image's of that class) over the same std of the real test images of that class."""
+    ratios = []
+    for k in range(gan.config.n_classes):
+        real = test.images[test.labels == k].to(gan.device)
+        caption = gan.captioner.caption(real[:1], torch.tensor([k], device=gan.device))
+        x = gan.sample(per_caption, generator=generator, cond=caption * per_caption)
+        ratios.append(float(x.float().std(0).mean() / real.float().std(0).mean()))
+    r = torch.tensor(ratios)
+    return {"z_spread_ratio_median": round(float(r.median()), 4), "z_spread_ratio_worst": round(float(r.min()), 4)}
+
+
+def _latent_map(vae: VAE, test, grid: int = 12) -> dict:
+    """A 2-D VAE's map: how many classes the evaluator sees in the decoded grid of prior quantiles, and the
+    fraction of test posterior means inside the prior's central 95% box."""
+    from ..metrics import features
+
+    u = torch.linspace(0.5 / grid, 1 - 0.5 / grid, grid)
+    ticks = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    z = torch.stack(torch.meshgrid(ticks, ticks, indexing="xy"), -1).reshape(-1, 2)  # (grid^2, 2)
+    with torch.no_grad():
+        decoded = vae.decode(z.to(vae.device)).float()
+        mu = torch.cat([vae.encode(x.to(vae.device))[0] for x in test.images.split(500)]).cpu()
+    _, logits = features(decoded, test.name)
+    classes = logits.argmax(1).cpu()
+    return {"grid_classes": int(classes.unique().numel()), "grid": grid,
+            "posterior_in_box": round(float((mu.abs() <= BOX_95).all(1).double().mean()), 4), "box_half_width": BOX_95}
+
+
+def measure(name: str, model: nn.Module, course, n: int | None = None) -> dict:
+    """Entry `name`'s figures, on `model` (the saved weights, loaded), at the course's profile's sizes.
+
+    GANs: FD (and floor), KID, precision, recall, coverage of n samples; the label cGAN also class accuracy and
+    per-class FD / recall; the caption cGAN attribute accuracy and how much its samples differ by z. VAEs: test
+    ELBO and IWAE bounds in bits/dim, and the FD of n_fd = min(n, 2000) prior samples (decoder means); the 2-D
+    VAE its latent map. PixelCNN: test bits/dim on n images (sampling costs H W network steps: FD on a GPU only).
+    On a CPU the costly figures (IWAE with k samples an image, PixelCNN bits/dim) use the first
+    CPU_HEAVY_N test images; the figures record the sizes used (iwae_n, bpd_n).
+    """
+    run = RUNS[name]
+    dataset = run.dataset
+    n = min(n or course.profile.eval_size, TEST_SIZES[dataset])
+    device = course.device
+    cuda = device.type == "cuda"
+    model = model.to(device).eval()
+    g = lambda offset: course.generator(offset, device=device)  # noqa: E731  (the bench's noise offsets)
+    train = course.load_data(dataset, "train")
+    test = course.load_data(dataset, "test", size=n)
+    out: dict = {"entry": name, "eval_n": n}
+    with torch.no_grad():
+        if run.family == "dcgan":
+            ev = evaluate(model.sample(n, generator=g(3)), dataset, train=train, profile=course.profile, n=n)
+            out.update(sample_figures(ev, ("fd", "fd_floor", "kid", "precision", "recall", "coverage", "memorised")))
+        elif run.family == "cgan" and model.captioner is None:
+            labels = torch.arange(n) % model.config.n_classes
+            x = model.sample(n, generator=g(3), cond=labels)
+            ev = evaluate(x, dataset, labels=labels, train=train, profile=course.profile, n=n)
+            per_class = per_class_metrics(x, labels, test)
+            fds, recalls = (torch.tensor([m[key] for m in per_class]) for key in ("fd", "recall"))
+            out.update(sample_figures(ev, ("fd", "fd_floor", "precision", "recall", "coverage", "class_accuracy")))
+            out.update(fd_class_median=round(float(fds.median()), 4), fd_class_worst=round(float(fds.max()), 4),
+                       recall_class_median=round(float(recalls.median()), 4),
+                       recall_class_worst=round(float(recalls.min()), 4))
+        elif run.family == "cgan":
+            captions = model.captioner.caption(test.images.to(device), test.labels.to(device))
+            x = model.sample(n, generator=g(3), cond=captions)
+            labels = torch.tensor([model.captioner.parse(t)[0] for t in captions])
+            out.update(attribute_accuracy=round(model.captioner.attribute_accuracy(x, captions), 4),
+                       caption_class_accuracy=round(class_accuracy(x, labels, dataset), 4),
+                       **_z_spread(model, test, 64, g(6)))
+        elif run.family == "vae":
+            images = test.images
+            if model.config.binarize:
+                images = binarize(images.to(device), g(5))
+            f = evaluate_vae(model, images, k=1, generator=g(4))
+            k = iwae_k(course.profile) if model.config.likelihood == "logistic256" else 1
+            iwae_n = len(images) if cuda else min(len(images), CPU_HEAVY_N)
+            iwae = evaluate_vae(model, images[:iwae_n], k=k, generator=g(4))["iwae"] if k > 1 else f["iwae"]
+            out.update(test_elbo_nats=round(f["elbo"], 3), iwae_nats=round(iwae, 3), iwae_k=k, iwae_n=iwae_n,
+                       test_kl_nats=round(f["kl"], 3), active_dims=f["active_dims"])
+            if model.config.binarize:
+                out["binarised_elbo_nats"] = out["test_elbo_nats"]
+            else:
+                bits = model.pixels * math.log(2)
+                out.update(test_bpd=round(-f["elbo"] / bits, 4), iwae_bpd=round(-f["iwae"] / bits, 4))
+                n_fd = min(n, 2000)  # the target's size: decoder means are blurred, and FD at 2,000 is what was set
+                ev = evaluate(model.sample(n_fd, generator=g(3)), dataset, train=train, profile=course.profile, n=n_fd)
+                out.update({**sample_figures(ev), "eval_n": n, "fd_n": n_fd})
+            if model.config.z_dim == 2:
+                out.update(_latent_map(model, test))
+        else:
+            bpd_n = len(test) if cuda else min(len(test), CPU_HEAVY_N)
+            out.update(test_bpd=round(evaluate_bpd(model, _first(test, bpd_n)), 4), bpd_n=bpd_n)
+            if cuda:
+                n_fd = min(n, 2000)
+                ev = evaluate(model.sample(n_fd, generator=g(3)), dataset, train=train, profile=course.profile, n=n_fd)
+                out.update({**sample_figures(ev), "eval_n": n, "fd_n": n_fd})
+    return out
+
+
+def quick_check(name: str, model: nn.Module) -> dict:
+    """A few of entry `name`'s figures at a size the tests afford on a CPU (seconds), with fixed noise and data.
+
+    Recorded in the manifest when the entry is made; `tests/test_zoo.py` measures them again on the shipped file.
+    """
+    run = RUNS[name]
+    model = model.to("cpu").eval()
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    from ..data import load_data
+
+    test = load_data(run.dataset, "test", size=500, seed=0)
+    with torch.no_grad():
+        if run.family == "dcgan":
+            return {"n": 1000, "fd": round(evaluate(model.sample(1000, generator=g()), run.dataset, n=1000)["fd"], 4)}
+        if run.family == "cgan" and model.captioner is None:
+            labels = torch.arange(1000) % model.config.n_classes
+            ev = evaluate(model.sample(1000, generator=g(), cond=labels), run.dataset, labels=labels, n=1000)
+            return {"n": 1000, "fd": round(ev["fd"], 4), "class_accuracy": round(ev["class_accuracy"], 4)}
+        if run.family == "cgan":
+            captions = model.captioner.caption(test.images, test.labels)
+            x = model.sample(len(captions), generator=g(), cond=captions)
+            return {"n": 500, "attribute_accuracy": round(model.captioner.attribute_accuracy(x, captions), 4)}
+        if run.family == "vae":
+            images = binarize(test.images, g()) if model.config.binarize else test.images
+            return {"n": 500, "elbo": round(evaluate_vae(model, images, k=1, generator=g())["elbo"], 3)}
+        return {"n": 100, "test_bpd": round(evaluate_bpd(model, load_data(run.dataset, "test", size=100, seed=0)), 4)}
+
+
+def close_enough(name: str, a: dict, b: dict, scale: float = 1.0) -> list[str]:
+    """The quick-check figures where `a` and `b` differ by more than the tolerance (times `scale`)."""
+    return [f"{k}: {a[k]} vs {b[k]}" for k in a if k != "n" and k in b
+            and abs(a[k] - b[k]) > scale * HALF_TOLERANCE.get(k, 0.01) * (max(1.0, abs(b[k])) if k == "fd" else 1.0)]
+
+
+def half_check(name: str, model: nn.Module) -> dict:
+    """The quick-check figures of the float32 model and of its half-precision copy (on the CPU)."""
+    full = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    float32 = quick_check(name, model)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half(full).items()})
+    float16 = quick_check(name, model)
+    model.load_state_dict(full)
+    return {"float32": float32, "float16": float16, "n": float32["n"]}
+
+
+# -- training an entry ------------------------------------------------------------------------------------------
+def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", profile: str | None = None,
+                steps: int | None = None, measure_n: int | None = None) -> dict:
+    """Train registry entry `name` on `device`, save it into the zoo folder `out` and measure the saved file.
+
+    profile: the sizes to build and measure at (default the entry's, `gpu`; `smoke` for a test). steps:
+    a shorter run than the entry's epochs on this device (a test). Returns the manifest record, which
+    says how it was made: config, seed, steps, images seen, seconds, device, torch, the command.
+    """
+    if name not in RUNS:
+        raise ZooError(f"No zoo entry {name!r} in the registry; it has: {', '.join(RUNS)}.")
+    run = RUNS[name]
+    started = time.perf_counter()
+    course = setup(seed=run.seed, device=device, profile=profile or run.profile, quiet=True)
+    model = build(run, course)
+    data = course.load_data(run.dataset, "train")
+    epochs = None if steps is not None else run.epochs_on(course.device.type)
+    trained = TRAIN[run.family](course, model, data, steps=steps, epochs=epochs, snapshots=0, train_config=quiet())
+    trainer = trained.trainer
+    if trainer.status != "done":
+        print(f"{name}: training ended {trainer.status} at step {trainer.step}; saving what it has, marked so.")
+    check = half_check(name, model)
+    moved = close_enough(name, check["float16"], check["float32"])
+    weights = model.state_dict() if moved else half(model.state_dict())
+    command = run.command(course.device.type) + ("" if profile is None else f" --profile {profile}") + (
+        "" if steps is None else f" --steps {steps}")
+    record = {
+        "about": run.about, "lectures": list(run.lectures), "family": run.family, "options": dict(run.options),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}", "config": config_to_dict(model.config),
+        "seed": run.seed, "dataset": run.dataset, "train_images": len(data), "profile": course.profile.name,
+        "epochs": epochs, "steps": trainer.step, "images_seen": int(trainer.samples_seen),
+        "train_seconds": round(trainer.seconds, 1), "train_status": trainer.status,
+        "device": device_name(course.device), "device_type": course.device.type, "torch": torch.__version__,
+        "python": platform.python_version(), "command": command,
+        "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dtype": "float32" if moved else "float16", "half_check": {**check, "moved": moved},
+        "history": _thin(trainer.history),
+    }
+    out = Path(out)
+    write_entry(out, name, weights, record)
+    saved = load_pretrained(name, device=course.device, folder=out)  # the file, checked and loaded back
+    figures = measure(name, saved, course, measure_n)
+    return update_entry(out, name, figures=figures, check=quick_check(name, saved),
+                        wall_seconds=round(time.perf_counter() - started, 1), measured={
+        "device": device_name(course.device), "torch": torch.__version__, "profile": course.profile.name,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python -m course_lib.bench zoo --entry {name} --profile {course.profile.name} "
+                   f"--device {course.device.type}"})
+
+
+# -- the bench ----------------------------------------------------------------------------------------------------
+def bench_zoo(course, entry: str = "dcgan-fashion-mnist-non-saturating") -> dict:
+    """A shipped zoo entry, loaded from its file: the figures its manifest records, measured again (no training)."""
+    from ..zoo import manifest
+
+    record = manifest().get(entry)
+    if record is None:
+        raise ZooError(f"The zoo ships no {entry!r} yet: train it with {RUNS[entry].command('cuda')}.")
+    model = load_pretrained(entry, device=course.device)
+    return {**measure(entry, model, course), "steps": record["steps"], "trained_on": record["device"],
+            "sha256": record["sha256"][:12]}
+
+
+bench_zoo.choices = {"entry": tuple(RUNS)}
+
+BENCHMARKS = {"zoo": bench_zoo}
