@@ -189,3 +189,18 @@ def test_the_gpu_script_packs_the_zoo_in_few_small_files(tmp_path, real_data):
     with tarfile.open(tmp_path / "zoo.tgz") as tar:
         tar.extractall(unpacked, filter="data")
     assert sorted(install(unpacked, folder=tmp_path / "zoo")) == ["dcgan-fashion-mnist-hinge", "vae-fashion-mnist-bernoulli"]
+
+
+def test_the_readme_table_is_the_manifests():
+    from course_lib.zoo.__main__ import write_readme
+
+    assert write_readme(check=True), "README.md's model-zoo table is out of date: python -m course_lib.zoo readme"
+
+
+def test_a_time_limit_stops_training_and_still_saves_and_measures(tmp_path, real_data, capsys):
+    from course_lib.recipes.zoo import train_entry
+
+    entry = train_entry("vae-fashion-mnist-bernoulli", device="cpu", out=tmp_path, profile="smoke", steps=100_000,
+                        time_limit=1.0)
+    assert entry["train_status"] == "interrupted" and 0 < entry["steps"] < 100_000
+    assert "binarised_elbo_nats" in entry["figures"] and load_pretrained("vae-fashion-mnist-bernoulli", folder=tmp_path)

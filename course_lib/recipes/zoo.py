@@ -225,12 +225,27 @@ def half_check(name: str, model: nn.Module) -> dict:
 
 
 # -- training an entry ------------------------------------------------------------------------------------------
+def _stop_after(seconds: float | None):
+    """A training callback that ends the run (as the stop button does: status 'interrupted') after `seconds`."""
+    if not seconds:
+        return None
+    started = time.perf_counter()
+
+    def check(trainer) -> None:
+        if time.perf_counter() - started > seconds:
+            raise KeyboardInterrupt  # fit() keeps the model and history, and says where it stopped
+
+    return check
+
+
 def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", profile: str | None = None,
-                steps: int | None = None, measure_n: int | None = None) -> dict:
+                steps: int | None = None, measure_n: int | None = None, time_limit: float | None = None) -> dict:
     """Train registry entry `name` on `device`, save it into the zoo folder `out` and measure the saved file.
 
     profile: the sizes to build and measure at (default the entry's, `gpu`; `smoke` for a test). steps:
-    a shorter run than the entry's epochs on this device (a test). Returns the manifest record, which
+    a shorter run than the entry's epochs on this device (a test). time_limit: seconds of training after
+    which the run stops where it is (the record says train_status 'interrupted' and the steps it took); the
+    saving and measuring after it are not cut short. Returns the manifest record, which
     says how it was made: config, seed, steps, images seen, seconds, device, torch, the command.
     """
     if name not in RUNS:
@@ -241,7 +256,8 @@ def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", p
     model = build(run, course)
     data = course.load_data(run.dataset, "train")
     epochs = None if steps is not None else run.epochs_on(course.device.type)
-    trained = TRAIN[run.family](course, model, data, steps=steps, epochs=epochs, snapshots=0, train_config=quiet())
+    trained = TRAIN[run.family](course, model, data, steps=steps, epochs=epochs, snapshots=0, train_config=quiet(),
+                                callback=_stop_after(time_limit))
     trainer = trained.trainer
     if trainer.status != "done":
         print(f"{name}: training ended {trainer.status} at step {trainer.step}; saving what it has, marked so.")

@@ -192,9 +192,9 @@ def install(source: Path, names: list[str] | None = None, folder: Path = ZOO) ->
 HEADLINES = {"cgan-*-label": ("fd", "fd_floor", "class_accuracy", "recall_class_median"),
              "cgan-*-caption": ("attribute_accuracy", "caption_class_accuracy", "z_spread_ratio_worst"),
              "vae-*-2d": ("test_bpd", "grid_classes", "posterior_in_box"),
-             "vae-*-logistic256": ("test_bpd", "iwae_bpd", "fd", "fd_floor"),
+             "vae-*-logistic256": ("test_bpd", "iwae_bpd", "iwae_n", "fd", "fd_floor", "fd_n"),
              "vae-*-bernoulli": ("binarised_elbo_nats",),
-             "pixelcnn-*": ("test_bpd", "fd", "fd_floor"),
+             "pixelcnn-*": ("test_bpd", "bpd_n", "fd", "fd_floor", "fd_n"),
              "dcgan-*": ("fd", "fd_floor", "recall", "precision")}
 
 
