@@ -317,3 +317,22 @@ def test_vae_benches_are_found_and_report_the_figures():
     assert out["test_elbo_nats"] > untrained + 10, f"ELBO {out['test_elbo_nats']} vs {untrained:.1f} untrained"
     assert out["binarised_elbo_nats"] > -64 * math.log(2) + 5, f"binarised ELBO {out['binarised_elbo_nats']}"
     assert out["eval_n"] == 128
+
+
+def test_match_prior_scale_moves_only_the_kl_and_never_lowers_the_elbo():
+    """z -> c z with the decoder taking z / c: the same reconstruction with the same noise, a KL no larger, and
+    codes whose second moment is the prior's, E[mu^2 + sigma^2] = 1 in every dimension."""
+    vae = VAE(VAEConfig(image_size=8, z_dim=3, width=4), seed=0)
+    with torch.no_grad():
+        vae.encoder.net[-1].weight[:3] *= 4.0  # codes spread wider than the prior, as after training
+        vae.encoder.net[-1].bias[3:] -= 3.0
+    x = torch.rand(64, 1, 8, 8)
+    before = vae.elbo(x, torch.Generator().manual_seed(0))
+    c = vae.match_prior_scale(x)
+    after = vae.elbo(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(after["reconstruction"], before["reconstruction"], atol=1e-3)
+    assert after["kl"].mean() < before["kl"].mean() - 1 and (c - 1).abs().max() > 0.1
+    mu, logvar = vae.encode(x)
+    assert torch.allclose(mu.pow(2).mean(0) + logvar.exp().mean(0), torch.ones(3), atol=1e-4)
+    vae.match_prior_scale(x)  # a second time changes nothing
+    assert torch.allclose(vae.elbo(x, torch.Generator().manual_seed(0))["kl"], after["kl"], atol=1e-4)

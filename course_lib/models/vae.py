@@ -157,6 +157,42 @@ class VAE(ProcessModule):
         mu, logvar = self.encoder(x)
         return mu.float(), logvar.float()
 
+    @torch.no_grad()
+    def match_prior_scale(self, images: torch.Tensor, batch_size: int = 1000,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+        """Rescale the latent space so that the aggregate posterior has the prior's scale: E[mu^2 + sigma^2] = 1
+        in every dimension, over `images` (the training images). Returns the factors c, (z_dim,).
+
+        Mapping z -> c z (mu -> c mu, sigma -> c sigma) while the decoder's first layer takes z / c leaves
+        p(x|z) and so the reconstruction term unchanged; only the KL moves. Per dimension, with
+        m = E[mu^2 + sigma^2], KL(c) = 1/2 (c^2 m - 1 - E log sigma^2 - 2 log c), least at c = m^(-1/2): the
+        ELBO rises by 1/2 (m - 1 - log m) >= 0 nats a dimension. Gradient descent follows this direction
+        slowly (it moves the encoder's two heads and the decoder's first layer together), so a trained VAE
+        is often left with codes spread wider than the prior, and prior samples land where the decoder saw
+        none. Needs the course's Encoder and Decoder (a linear last and first layer).
+        """
+        if not (isinstance(self.encoder, Encoder) and isinstance(self.decoder, Decoder)):
+            raise TypeError("match_prior_scale rescales the course's Encoder and Decoder (a linear last and first "
+                            "layer); a VAE with other networks must rescale its own.")
+        head, first = self.encoder.net[-1], self.decoder.net[0]
+        was_training = self.training
+        self.eval()
+        second = torch.zeros(self.config.z_dim, dtype=torch.float64, device=self.device)
+        for x in images.split(batch_size):
+            x = x.to(self.device)
+            if self.config.binarize:  # the data the model trains on
+                x = binarize(x, generator)
+            mu, logvar = self.encode(x)  # (B, z_dim) each
+            second += (mu.double().pow(2) + logvar.double().exp()).sum(0)
+        c = (second / len(images)).rsqrt().float()  # (z_dim,)
+        d = self.config.z_dim
+        head.weight[:d] *= c[:, None].to(head.weight.dtype)  # the mean head: mu -> c mu
+        head.bias[:d] *= c.to(head.bias.dtype)
+        head.bias[d:] += 2 * c.log().to(head.bias.dtype)  # the log-variance head: sigma -> c sigma
+        first.weight /= c[None, :].to(first.weight.dtype)  # the decoder sees z / c: the same p(x|z)
+        self.train(was_training)
+        return c
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, z_dim) -> the decoder's mean image (B, C, H, W) in [0, 1]."""
         return self.likelihood.mean(self.decoder(z))

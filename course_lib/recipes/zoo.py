@@ -37,7 +37,7 @@ from .dcgan import dcgan_config, loss_config, train_dcgan
 from .pixelcnn import evaluate_bpd, pixelcnn_config, train_pixelcnn
 from .vae import evaluate_vae, iwae_k, train_vae, vae_config
 
-__all__ = ["build", "train_entry", "measure", "quick_check", "half_check", "BENCHMARKS"]
+__all__ = ["build", "train_entry", "finish", "finish_entry", "measure", "quick_check", "half_check", "BENCHMARKS"]
 
 TRAIN = {"dcgan": train_dcgan, "cgan": train_cgan, "vae": train_vae, "pixelcnn": train_pixelcnn}
 HISTORY_POINTS = 200  # the loss curves a manifest keeps, evenly thinned
@@ -89,7 +89,8 @@ def _z_spread(gan: CGAN, test, per_caption: int, generator: torch.Generator) -> 
         x = gan.sample(per_caption, generator=generator, cond=caption * per_caption)
         ratios.append(float(x.float().std(0).mean() / real.float().std(0).mean()))
     r = torch.tensor(ratios)
-    return {"z_spread_ratio_median": round(float(r.median()), 4), "z_spread_ratio_worst": round(float(r.min()), 4)}
+    return {"z_spread_ratio_median": round(float(r.median()), 4), "z_spread_ratio_worst": round(float(r.min()), 4),
+            "z_spread_classes_under_half": int((r < 0.5).sum())}
 
 
 def _latent_map(vae: VAE, test, grid: int = 12) -> dict:
@@ -156,15 +157,16 @@ def measure(name: str, model: nn.Module, course, n: int | None = None) -> dict:
                 images = binarize(images.to(device), g(5))
             f = evaluate_vae(model, images, k=1, generator=g(4))
             k = iwae_k(course.profile) if model.config.likelihood == "logistic256" else 1
-            iwae_n = len(images) if cuda else min(len(images), CPU_HEAVY_N)
-            iwae = evaluate_vae(model, images[:iwae_n], k=k, generator=g(4))["iwae"] if k > 1 else f["iwae"]
-            out.update(test_elbo_nats=round(f["elbo"], 3), iwae_nats=round(iwae, 3), iwae_k=k, iwae_n=iwae_n,
+            iwae_n = len(images) if cuda or k == 1 else min(len(images), CPU_HEAVY_N)
+            sub = evaluate_vae(model, images[:iwae_n], k=k, generator=g(4)) if k > 1 else f  # both bounds, same images
+            out.update(test_elbo_nats=round(f["elbo"], 3), iwae_nats=round(sub["iwae"], 3), iwae_k=k, iwae_n=iwae_n,
                        test_kl_nats=round(f["kl"], 3), active_dims=f["active_dims"])
             if model.config.binarize:
                 out["binarised_elbo_nats"] = out["test_elbo_nats"]
             else:
                 bits = model.pixels * math.log(2)
-                out.update(test_bpd=round(-f["elbo"] / bits, 4), iwae_bpd=round(-f["iwae"] / bits, 4))
+                out.update(test_bpd=round(-f["elbo"] / bits, 4), iwae_bpd=round(-sub["iwae"] / bits, 4),
+                           iwae_n_elbo_bpd=round(-sub["elbo"] / bits, 4))  # the ELBO on the IWAE's images
                 n_fd = min(n, 2000)  # the target's size: decoder means are blurred, and FD at 2,000 is what was set
                 ev = evaluate(model.sample(n_fd, generator=g(3)), dataset, train=train, profile=course.profile, n=n_fd)
                 out.update({**sample_figures(ev), "eval_n": n, "fd_n": n_fd})
@@ -238,6 +240,42 @@ def _stop_after(seconds: float | None):
     return check
 
 
+def finish(run: ZooRun, model: nn.Module, data: ImageData, course) -> dict:
+    """Run the entry's finishing steps (`run.finish`: methods of the process, given the training images) on the
+    trained model; returns what each returned, for the record (e.g. the VAE's prior-scale factors)."""
+    out = {}
+    for step in run.finish:
+        result = getattr(model, step)(data.images, generator=course.generator(7, device=course.device))
+        out[step] = [round(float(v), 5) for v in result.flatten()] if isinstance(result, torch.Tensor) else result
+    return out
+
+
+def finish_entry(name: str, device: str = "cpu", folder: Path | None = None) -> dict:
+    """Apply the registry's finishing steps that entry `name`'s record does not list yet to its shipped weights
+    (an entry trained before its recipe had them) and save the file again; its figures are then to be measured
+    again (`python -m course_lib.zoo finish` does). The result is what `zoo train` makes now: the same
+    training, then the same steps, on these weights."""
+    from ..zoo import ZOO, manifest
+
+    folder = Path(folder or ZOO)
+    run, entry = RUNS[name], manifest(folder)[name]
+    todo = [step for step in run.finish if step not in entry.get("finished", {})]
+    if not todo:
+        return entry
+    course = setup(seed=run.seed, device=device, profile=entry["profile"], quiet=True)
+    model = load_pretrained(name, device=course.device, folder=folder)
+    data = course.load_data(run.dataset, "train")
+    done = finish(dataclasses.replace(run, finish=tuple(todo)), model, data, course)
+    weights = half(model.state_dict()) if entry["dtype"] == "float16" else model.state_dict()
+    # the figures were measured before these steps: dropped, to be measured again (`zoo measure`)
+    record = {k: v for k, v in entry.items() if k not in ("file", "bytes", "sha256", "figures", "check", "measured")}
+    record["finished"] = {**entry.get("finished", {}), **done}
+    record["finished_later"] = {"steps": todo, "device": device_name(course.device), "torch": torch.__version__,
+                                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                "command": f"python -m course_lib.zoo finish {name} --device {course.device.type}"}
+    return write_entry(folder, name, weights, record)
+
+
 def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", profile: str | None = None,
                 steps: int | None = None, measure_n: int | None = None, time_limit: float | None = None) -> dict:
     """Train registry entry `name` on `device`, save it into the zoo folder `out` and measure the saved file.
@@ -261,6 +299,7 @@ def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", p
     trainer = trained.trainer
     if trainer.status != "done":
         print(f"{name}: training ended {trainer.status} at step {trainer.step}; saving what it has, marked so.")
+    finished = finish(run, model, data, course)
     check = half_check(name, model)
     moved = close_enough(name, check["float16"], check["float32"])
     weights = model.state_dict() if moved else half(model.state_dict())
@@ -275,7 +314,7 @@ def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", p
         "device": device_name(course.device), "device_type": course.device.type, "torch": torch.__version__,
         "python": platform.python_version(), "command": command,
         "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "dtype": "float32" if moved else "float16", "half_check": {**check, "moved": moved},
+        "dtype": "float32" if moved else "float16", "half_check": {**check, "moved": moved}, "finished": finished,
         "history": _thin(trainer.history),
     }
     out = Path(out)

@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     meas.add_argument("--profile", default=None, help="the sizes to measure at (default the entry's: gpu, n = 10,000)")
     meas.add_argument("--folder", type=Path, default=ZOO, help="the zoo folder (default: the course's)")
     meas.add_argument("--lines", type=Path, default=None, help="also append each bench line to this file")
+    fin = sub.add_parser("finish", help="apply registry finishing steps an entry was trained without, and measure it")
+    fin.add_argument("names", nargs="+")
+    fin.add_argument("--device", default="cpu")
+    fin.add_argument("--profile", default=None, help="the sizes to measure at (default the entry's)")
+    fin.add_argument("--folder", type=Path, default=ZOO, help="the zoo folder (default: the course's)")
+    fin.add_argument("--lines", type=Path, default=None, help="also append each bench line to this file")
     inst = sub.add_parser("install", help="copy entries that `train --out DIR` wrote into the course's zoo")
     inst.add_argument("folder", type=Path)
     inst.add_argument("names", nargs="*")
@@ -211,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "measure":
             return _measure(sorted(manifest(args.folder)) if args.names == ["all"] else args.names, args)
+        if args.command == "finish":
+            from ..recipes.zoo import finish_entry
+
+            for name in args.names:
+                entry = finish_entry(name, device=args.device, folder=args.folder)
+                print(f"{name}: finished with {sorted(entry.get('finished', {}))}; measuring the new file")
+            return _measure(args.names, args)
         if args.command == "install":
             for name in install(args.folder, args.names or None):
                 print(f"{name}: installed ({entry_figures(name, manifest()[name])})")

@@ -26,7 +26,9 @@ class ZooRun:
     options: what the family's recipe takes beyond its profile config: `loss` for dcgan (with the loss's
     own recipe, `recipes.dcgan.loss_config`), else changes to the config (`condition`, `likelihood`, `z_dim`).
     epochs: passes over the training split per device type ("cuda", "cpu"); a device with no entry trains
-    the cuda length. lectures: the notebooks that draw conclusions from it.
+    the cuda length. lectures: the notebooks that draw conclusions from it. finish: methods of the process,
+    called with the training images after training and before saving (`VAE.match_prior_scale`: an exact
+    reparametrisation that only lowers the KL, and puts the codes where prior samples land).
     """
 
     name: str
@@ -38,6 +40,7 @@ class ZooRun:
     profile: str = "gpu"
     lectures: tuple[str, ...] = ()
     about: str = ""
+    finish: tuple[str, ...] = ()  # methods of the trained process run before saving, e.g. the VAE's match_prior_scale
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -67,11 +70,13 @@ _RUNS = [
     ZooRun("cgan-fashion-mnist-caption", "cgan", {"condition": "caption"}, {"cuda": 20}, lectures=("04",),
            about="caption-conditional GAN (colour, size and fit words plus the garment)"),
     ZooRun("vae-fashion-mnist-logistic256", "vae", {}, {"cuda": 20, "cpu": 20}, lectures=("05",),
-           about="VAE, 16-d latent, 256-level discretised logistic likelihood"),
+           about="VAE, 16-d latent, 256-level discretised logistic likelihood", finish=("match_prior_scale",)),
     ZooRun("vae-fashion-mnist-bernoulli", "vae", {"likelihood": "bernoulli"}, {"cuda": 20, "cpu": 20},
-           lectures=("05",), about="VAE, 16-d latent, Bernoulli likelihood on dynamically binarised images"),
+           lectures=("05",), about="VAE, 16-d latent, Bernoulli likelihood on dynamically binarised images",
+           finish=("match_prior_scale",)),
     ZooRun("vae-fashion-mnist-2d", "vae", {"z_dim": 2}, {"cuda": 20, "cpu": 20}, lectures=("05",),
-           about="VAE with a 2-d latent (256-level likelihood), for the decoded manifold and the latent map"),
+           about="VAE with a 2-d latent (256-level likelihood), for the decoded manifold and the latent map",
+           finish=("match_prior_scale",)),
     ZooRun("pixelcnn-fashion-mnist-gated", "pixelcnn", {}, {"cuda": 10}, lectures=("06",),
            about="gated PixelCNN, 12 layers of 128 channels, 256-way softmax per pixel"),
 ]
