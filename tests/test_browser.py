@@ -413,7 +413,8 @@ def test_explorers_in_a_real_browser(lecture, tmp_path):
                     final = {var: kernel_state(kc, var) for var in explorers}
                 finally:
                     kc.stop_channels()
-                assert not page.errors, "console errors while running and operating:\n" + "\n".join(page.errors)
+                errors = page_errors(page)
+                assert not errors, "console errors while running and operating:\n" + "\n".join(errors)
                 phase = "save"
                 page.save(copy)
                 saved = nbformat.read(copy, as_version=4)
@@ -430,7 +431,8 @@ def test_explorers_in_a_real_browser(lecture, tmp_path):
                     img = page.cell(index).locator("img.widget-image").first
                     assert img.count() == 1, f"reopened: the explorer `{var}` is not shown as a widget"
                     assert img.evaluate(PNG_SHA) == final[var]["png"], f"reopened: `{var}` does not show its saved figure"
-                assert not page.errors, "console errors after reopening:\n" + "\n".join(page.errors)
+                errors = page_errors(page)
+                assert not errors, "console errors after reopening:\n" + "\n".join(errors)
             except BaseException:
                 shots.mkdir(parents=True, exist_ok=True)
                 for i, p in enumerate(pages):
@@ -518,6 +520,25 @@ def first_look_problems(page: Page, names: list[str], watch_s: float = 3) -> dic
     return problems
 
 
+KERNEL_LIST_RACE = "'last_activity' trait of a ServerKernelManager instance expected a datetime"
+
+
+def page_errors(page: Page) -> list[str]:
+    """The page's console errors, less those that jupyter_server's own race explains: a GET /api/kernels that
+    lands while a kernel is still starting is answered 500, because the server lists the new kernel before its
+    last_activity is set (the TraitError above in the server's log; jupyter-server/enterprise_gateway#1395
+    reports the same line). JupyterLab polls again a moment later. Each such traceback in the log excuses
+    one console 500, and nothing else."""
+    races = page.lab.log_path.read_text(encoding="utf-8", errors="replace").count(KERNEL_LIST_RACE)
+    out = []
+    for error in page.errors:
+        if races and "status of 500" in error:
+            races -= 1
+            continue
+        out.append(error)
+    return out
+
+
 def changed_on_load(page: Page, name: str, copy: Path, before: bytes) -> str:
     """Save the notebook `name` (a scratch copy) as it is now and say which of its parts differ from the file as opened."""
     tab(page, name).click()
@@ -563,7 +584,8 @@ def test_lectures_open_unmodified_for_a_new_user(new_users_lab):
                 assert not problems, f"{when} in a new user's JupyterLab:\n" + "\n".join(
                     f"{name}: " + "\n  ".join(p) for name, p in problems.items())
             assert not [n for n in names if copies[n].read_bytes() != before[n]], "opening a lecture wrote its file"
-            assert not page.errors, "console errors while opening:\n" + "\n".join(page.errors)
+            errors = page_errors(page)
+            assert not errors, "console errors while opening:\n" + "\n".join(errors)
         except BaseException:
             shots.mkdir(parents=True, exist_ok=True)
             page.page.screenshot(path=str(shots / "page.png"))
@@ -571,3 +593,19 @@ def test_lectures_open_unmodified_for_a_new_user(new_users_lab):
             raise
         finally:
             browser.close()
+
+
+def test_only_the_servers_kernel_list_race_excuses_a_console_500(tmp_path):
+    """page_errors forgives one console 500 per kernel-list race in the server's log, and nothing else."""
+    class Lab:
+        log_path = tmp_path / "lab.log"
+
+    class FakePage:
+        lab, errors = Lab(), ["console: Failed to load resource: the server responded with a status of 500 ()",
+                              "console: Failed to load resource: the server responded with a status of 500 ()",
+                              "page error: TypeError: x is undefined"]
+
+    Lab.log_path.write_text("TraitError: The " + KERNEL_LIST_RACE + ", not the NoneType None.\n")
+    assert page_errors(FakePage()) == FakePage.errors[1:]
+    Lab.log_path.write_text("")
+    assert page_errors(FakePage()) == FakePage.errors
