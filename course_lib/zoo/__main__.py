@@ -68,7 +68,12 @@ def readme_table(entries: dict | None = None) -> str:
         rows.append(f"| `{name}` | {run.about} | {', '.join(run.lectures)} | {e['bytes'] / 2**20:.1f} | {e['device']} "
                     f"| {e['steps']} | {(e.get('train_seconds') or 0) / 60:.1f} min | {entry_figures(name, e)} |")
     total = sum(e["bytes"] for e in entries.values())
-    rows.append(f"\n{len(entries)} entries, {total / 2**20:.1f} MiB in all.")
+    minutes: dict[str, float] = {}
+    for e in entries.values():
+        minutes[e["device"]] = minutes.get(e["device"], 0.0) + (e.get("train_seconds") or 0) / 60
+    cost = ", ".join(f"{m:.1f} min on {device}" for device, m in sorted(minutes.items()))
+    rows.append(f"\n{len(entries)} entries, {total / 2**20:.1f} MiB in all; training took {cost}, "
+                "summed over the entries (on the GPU they trained side by side, as parallel processes).")
     return "\n".join(rows)
 
 
