@@ -10,9 +10,12 @@ embedding of the condition c. Two discriminators, both DCGAN's conv body phi:
 
     concat      the condition as k constant maps beside the image (Mirza and Osindero 2014):
                 D(x, c) = psi(phi([x, e(c) broadcast to H x W]))
-    projection  Miyato and Koyama 2018: D(x, c) = psi(phi(x)) + <e(c), mean_hw phi(x)>, the
+    projection  Miyato and Koyama 2018: D(x, c) = psi(phi(x)) + <e(c), phi(x) flattened>, the
                 logit of an unconditional D plus the inner product of the class embedding with the
-                image's features (the form the log density ratio takes for a softmax class model)
+                image's features (the form the log density ratio takes when p(c | x) is a softmax in
+                phi(x)); the whole map, not the paper's sum over h, w (ProjectionDiscriminator.head
+                says why). With minibatch_std, phi(x) carries the batch's spread as one more channel,
+                so a score depends on the batch as well as the image
 
 The matching-aware discriminator (Reed et al. 2016, GAN-CLS) also sees real images with a wrong
 condition and must call them fake. In the minimisation form the loop uses (minus the paper's

@@ -7,7 +7,7 @@ The paper's guidelines, each visible in the code below:
   * no fully connected hidden layers: G's first layer is a transposed conv on a 1x1 "image" of
     noise (a matrix product, reshaped), D's last is a conv over the whole final feature map;
   * ReLU in G with a Tanh output, LeakyReLU(0.2) in D;
-  * weights drawn from N(0, 0.02), Adam with beta1 = 0.5. The paper's learning rate, 2e-4, is made
+  * weights drawn from N(0, 0.02^2) (std 0.02), Adam with beta1 = 0.5. The paper's learning rate, 2e-4, is made
     for tens of thousands of steps; the course trains for a few hundred on a CPU, where 1e-3 for
     both networks gave recognisable garments after 3 epochs of 12,000 images and 2e-4 did not.
 
@@ -57,7 +57,7 @@ class DCGANConfig(GANConfig):
 
 
 def _init(module: nn.Module) -> None:
-    """The paper's initialisation: conv weights ~ N(0, 0.02); norm scales ~ N(1, 0.02), shifts 0."""
+    """The paper's initialisation: conv weights ~ N(0, 0.02^2); norm scales ~ N(1, 0.02^2), shifts 0."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
