@@ -11,7 +11,6 @@ or broken file.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import platform
 import time
@@ -29,15 +28,15 @@ from ..models.likelihoods import binarize
 from ..models.pixelcnn import PixelCNN
 from ..models.vae import VAE
 from ..runtime import device_name, setup
-from ..zoo import RUNS, ZooError, ZooRun, load_pretrained, update_entry, write_entry
-from ..zoo.store import half
+from ..zoo import RUNS, ZOO, ZooError, ZooRun, load_pretrained, update_entry, write_entry
+from ..zoo.store import half, utc_now
 from .cgan import cgan_config, class_accuracy, per_class_metrics, train_cgan
 from .common import quiet, sample_figures
 from .dcgan import dcgan_config, loss_config, train_dcgan
 from .pixelcnn import evaluate_bpd, pixelcnn_config, train_pixelcnn
 from .vae import evaluate_vae, iwae_k, train_vae, vae_config
 
-__all__ = ["build", "train_entry", "finish", "finish_entry", "measure", "quick_check", "half_check", "BENCHMARKS"]
+__all__ = ["build", "train_entry", "finish", "finish_entry", "measure", "measure_entry", "quick_check", "half_check", "BENCHMARKS"]
 
 TRAIN = {"dcgan": train_dcgan, "cgan": train_cgan, "vae": train_vae, "pixelcnn": train_pixelcnn}
 HISTORY_POINTS = 200  # the loss curves a manifest keeps, evenly thinned
@@ -255,7 +254,7 @@ def finish_entry(name: str, device: str = "cpu", folder: Path | None = None) -> 
     (an entry trained before its recipe had them) and save the file again; its figures are then to be measured
     again (`python -m course_lib.zoo finish` does). The result is what `zoo train` makes now: the same
     training, then the same steps, on these weights."""
-    from ..zoo import ZOO, manifest
+    from ..zoo import manifest
 
     folder = Path(folder or ZOO)
     run, entry = RUNS[name], manifest(folder)[name]
@@ -271,7 +270,7 @@ def finish_entry(name: str, device: str = "cpu", folder: Path | None = None) -> 
     record = {k: v for k, v in entry.items() if k not in ("file", "bytes", "sha256", "figures", "check", "measured")}
     record["finished"] = {**entry.get("finished", {}), **done}
     record["finished_later"] = {"steps": todo, "device": device_name(course.device), "torch": torch.__version__,
-                                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                "date": utc_now(),
                                 "command": f"python -m course_lib.zoo finish {name} --device {course.device.type}"}
     return write_entry(folder, name, weights, record)
 
@@ -313,20 +312,26 @@ def train_entry(name: str, device: str = "auto", out: str | Path = "runs/zoo", p
         "train_seconds": round(trainer.seconds, 1), "train_status": trainer.status,
         "device": device_name(course.device), "device_type": course.device.type, "torch": torch.__version__,
         "python": platform.python_version(), "command": command,
-        "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "trained": utc_now(),
         "dtype": "float32" if moved else "float16", "half_check": {**check, "moved": moved}, "finished": finished,
         "history": _thin(trainer.history),
     }
     out = Path(out)
     write_entry(out, name, weights, record)
-    saved = load_pretrained(name, device=course.device, folder=out)  # the file, checked and loaded back
-    figures = measure(name, saved, course, measure_n)
-    return update_entry(out, name, figures=figures, check=quick_check(name, saved),
-                        wall_seconds=round(time.perf_counter() - started, 1), measured={
+    measure_entry(name, course, out, measure_n, check=check["float32" if moved else "float16"])
+    return update_entry(out, name, wall_seconds=round(time.perf_counter() - started, 1))
+
+
+def measure_entry(name: str, course, folder: Path, n: int | None = None, check: dict | None = None) -> dict:
+    """Load entry `name` from its file in `folder` (checked), measure it at the course's sizes (`measure`) and
+    at the tests' (`quick_check`, unless given: the half-precision check already measured the saved weights),
+    and record the figures, where and how they were measured, in its manifest entry, which is returned."""
+    saved = load_pretrained(name, device=course.device, folder=folder)
+    figures = measure(name, saved, course, n)
+    options = f" --profile {course.profile.name}" + ("" if Path(folder) == ZOO else f" --folder {folder}")
+    return update_entry(folder, name, figures=figures, check=check or quick_check(name, saved), measured={
         "device": device_name(course.device), "torch": torch.__version__, "profile": course.profile.name,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": f"python -m course_lib.bench zoo --entry {name} --profile {course.profile.name} "
-                   f"--device {course.device.type}"})
+        "date": utc_now(), "command": f"python -m course_lib.zoo measure {name} --device {course.device.type}{options}"})
 
 
 # -- the bench ----------------------------------------------------------------------------------------------------

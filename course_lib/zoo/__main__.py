@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -42,9 +43,12 @@ def _train_one(name: str, args) -> None:
         if old and old.get("device_type", "cuda") == "cuda" and not args.device.startswith("cuda"):
             raise SystemExit(f"{name} ships trained on {old['device']}; a {args.device} run would replace it with a "
                              f"shorter one. Train into another folder (--out DIR), or pass --replace.")
+    from ..runtime import setup
+
     entry = train_entry(name, device=args.device, out=args.out, profile=args.profile, steps=args.steps,
                         time_limit=args.time_limit or None)
-    _bench_line(entry, args)
+    course = setup(seed=entry["seed"], device=args.device, profile=entry["profile"], quiet=True)  # for the line's record
+    _bench_line(name, course, entry["wall_seconds"], Path(args.out) / "bench.jsonl", args.out)
     print(f"{name}: {entry['steps']} steps in {entry['train_seconds']:.0f} s on {entry['device']} "
           f"({entry['train_status']}), {entry['dtype']}, {entry['bytes'] / 2**20:.1f} MiB: {entry_figures(name, entry)}",
           flush=True)
@@ -87,49 +91,33 @@ def write_readme(path: Path = README, check: bool = False) -> bool:
     return True
 
 
-def _bench_line(entry: dict, args) -> None:
-    """Append the entry's figures, as a benchmarks.jsonl line (model 'zoo'), to OUT/bench.jsonl."""
-    import json
-
+def _bench_line(name: str, course, seconds: float, lines: Path | None, folder: Path = ZOO) -> None:
+    """Print entry `name`'s figures as a benchmarks.jsonl line (model 'zoo'), and append it to `lines` if given."""
     from ..bench import line
-    from ..runtime import setup
 
-    course = setup(seed=entry["seed"], device=args.device, profile=entry["profile"], quiet=True)
-    figures = {**entry["figures"], "steps": entry["steps"], "train_seconds": entry["train_seconds"],
-               "images_per_second": round(entry["images_seen"] / max(entry["train_seconds"], 1e-9), 1),
-               "train_status": entry["train_status"], "dtype": entry["dtype"], "sha256": entry["sha256"][:12]}
-    with open(Path(args.out) / "bench.jsonl", "a") as f:
-        f.write(json.dumps(line("zoo", course, entry["wall_seconds"], figures)) + "\n")
+    e = manifest(folder)[name]
+    figures = {**e["figures"], "steps": e["steps"], "train_seconds": e["train_seconds"],
+               "images_per_second": round((e.get("images_seen") or 0) / max(e.get("train_seconds") or 0, 1e-9), 1),
+               "train_status": e["train_status"], "trained_on": e["device"], "dtype": e["dtype"],
+               "sha256": e["sha256"][:12]}
+    text = json.dumps(line("zoo", course, seconds, figures))
+    print(text, flush=True)
+    if lines:
+        with open(lines, "a") as f:
+            f.write(text + "\n")
 
 
 def _measure(names: list[str], args) -> int:
     """Measure shipped entries on their files again (`bench zoo`'s figures) and record them in the manifest."""
-    import datetime as dt
-    import json
-    import time
-
-    from ..bench import line
-    from ..recipes.zoo import measure, quick_check
-    from ..runtime import device_name, setup
-    from .store import update_entry
+    from ..recipes.zoo import measure_entry
+    from ..runtime import setup
 
     for name in names:
         entry = manifest(args.folder)[name]
         course = setup(seed=entry["seed"], device=args.device, profile=args.profile or entry["profile"], quiet=True)
         t0 = time.perf_counter()
-        model = load_pretrained(name, device=course.device, folder=args.folder)
-        figures = measure(name, model, course)
-        check = quick_check(name, model)
-        update_entry(args.folder, name, figures=figures, check=check, measured={
-            "device": device_name(course.device), "torch": __import__("torch").__version__,
-            "profile": course.profile.name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": f"python -m course_lib.zoo measure {name} --device {course.device.type}"})
-        bench = line("zoo", course, time.perf_counter() - t0, {**figures, "steps": entry["steps"],
-                                                                "trained_on": entry["device"], "sha256": entry["sha256"][:12]})
-        print(json.dumps(bench), flush=True)
-        if args.lines:
-            with open(args.lines, "a") as f:
-                f.write(json.dumps(bench) + "\n")
+        measure_entry(name, course, args.folder)
+        _bench_line(name, course, time.perf_counter() - t0, args.lines, args.folder)
     return 0
 
 
@@ -243,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_pretrained(name)
                 print(f"{name}: ok")
             return 0
-        lines = [__import__("json").loads(line) for line in args.bench_jsonl.read_text().splitlines()
+        lines = [json.loads(line) for line in args.bench_jsonl.read_text().splitlines()
                  if line.startswith("{")]
         for path in args.checkpoints:
             entry = add_entry(path, match_line(path.stem, lines), half_precision=not args.float32)

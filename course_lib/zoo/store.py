@@ -24,11 +24,17 @@ from ..checkpoint import atomic_write, config_from_dict, config_to_dict, read_ch
 from .registry import RUNS
 
 __all__ = ["ZOO", "ZooError", "manifest", "load_pretrained", "load_weights", "entry_config", "write_entry",
-           "update_entry", "install", "add_entry", "match_line", "entry_figures", "rebuild_command", "half"]
+           "update_entry", "install", "add_entry", "match_line", "entry_figures", "rebuild_command", "half",
+           "utc_now"]
 
 ZOO = Path(__file__).resolve().parent.parent / "assets" / "zoo"
 MANIFEST = "manifest.json"
 MODEL_PACKAGE = "course_lib.models."  # the only classes an entry may name
+
+
+def utc_now() -> str:
+    """The time a record is written, as the manifest and the bench lines give it (UTC, seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class ZooError(RuntimeError):
@@ -175,14 +181,14 @@ def install(source: Path, names: list[str] | None = None, folder: Path = ZOO) ->
     if unknown:
         raise ZooError(f"{source} has no entry {unknown}; it has {sorted(found)}.")
     entries = manifest(folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     done = []
     for name in names or sorted(found):
         where, entry = found[name]
         if sha256_file(where / entry["file"]) != entry["sha256"]:
             raise ZooError(f"{where / entry['file']} does not match its record's sha256: it was damaged on the way.")
-        Path(folder).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(where / entry["file"], Path(folder) / entry["file"])
-        entries[name] = {**entry, "installed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        entries[name] = {**entry, "installed": utc_now()}
         done.append(name)
     _write_manifest(entries, folder)
     return done
@@ -233,7 +239,7 @@ def add_entry(checkpoint: Path, bench_line: dict, folder: Path = ZOO, half_preci
         "bench": {k: v for k, v in bench_line.items() if k not in ("model", "profile", "device", "device_name", "torch",
                                                                    "seed", "date", "threads")},
         "bench_note": "measured by the bench on the float32 weights in memory, before the half-precision copy",
-        "added": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "added": utc_now(),
         **({"half_check": half_check} if half_check else {}),
     }
     weights = half(state["model"]) if half_precision else state["model"]
