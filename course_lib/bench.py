@@ -10,6 +10,7 @@ and the metric that model family reports). Add `--out FILE` to append the line t
     python -m course_lib.bench --list
     python -m course_lib.bench vae --profile gpu --save runs/bench   # and keep the trained weights
     python -m course_lib.bench zoo --entry all --profile gpu         # the shipped models, measured on their files
+    python -m course_lib.bench dcgan-ablation --variant all --seed 1 --profile cpu   # lecture 03's ablations
 
 Benchmarks are found by walking `course_lib/recipes/`: a family's recipe lists its own in a
 module-level dict `BENCHMARKS = {name: fn}`, fn(course) -> dict of figures. The sample metrics
@@ -39,7 +40,7 @@ __all__ = ["find_benchmarks", "run", "main", "OPTIONS"]
 Benchmark = Callable[[Course], dict]
 RECIPES_PACKAGE = "course_lib.recipes"
 METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
-OPTIONS = ("loss", "entry")  # the command-line options a benchmark may take, through `fn.choices`
+OPTIONS = ("loss", "entry", "variant")  # the command-line options a benchmark may take, through `fn.choices`
 
 
 def find_benchmarks(package: str = RECIPES_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", type=Path, default=None, help="also save the models each benchmark trains into this folder")
     p.add_argument("--loss", default=None, help="for benchmarks that take one (see --list): a loss, or 'all'")
     p.add_argument("--entry", default=None, help="for the zoo benchmark: a shipped entry, or 'all'")
+    p.add_argument("--variant", default=None, help="for the dcgan-ablation benchmark: an ablation, or 'all'")
     args = p.parse_args(argv)
     benches = find_benchmarks()
     if args.list:

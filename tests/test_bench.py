@@ -160,3 +160,19 @@ def test_bad_loss_options_say_what_to_choose(with_losses):
 def test_dcgan_offers_the_loss_family():
     from course_lib.recipes.dcgan import LOSS_FAMILY, bench_dcgan
     assert bench_dcgan.choices == {"loss": LOSS_FAMILY} == {"loss": ("non-saturating", "hinge", "least-squares", "wgan-gp")}
+
+
+def test_dcgan_ablation_changes_one_thing_each():
+    '''Each ablation changes only what its name says; the lr ones scale the course's own rate by ten.'''
+    from course_lib.recipes.dcgan import ABLATIONS, ablation_config, bench_dcgan_ablation, dcgan_config, top_class
+    from course_lib.runtime import setup
+    course = setup(profile="smoke", quiet=True)
+    base = dcgan_config(course)
+    assert ablation_config(course, "baseline") == base
+    assert ablation_config(course, "lr-D-10x").lr_d == 10 * base.lr_d
+    assert ablation_config(course, "lr-G-10x").lr_g == 10 * base.lr_g
+    assert ablation_config(course, "saturating").loss == "saturating"
+    assert bench_dcgan_ablation.choices == {"variant": tuple(ABLATIONS)}
+    assert top_class([1, 3, 0, 0]) == 0.75
+    with pytest.raises(ValueError, match="Choose one of"):
+        ablation_config(course, "no-such-ablation")

@@ -16,7 +16,8 @@ from ..models.gan import LOSSES, WGAN_GP
 from ..train import TrainConfig
 from .common import Run, eval_size, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
-__all__ = ["dcgan_config", "loss_config", "train_dcgan", "LOSS_FAMILY", "BENCHMARKS"]
+__all__ = ["dcgan_config", "loss_config", "train_dcgan", "ablation_config", "top_class", "LOSS_FAMILY", "ABLATIONS",
+           "BENCHMARKS"]
 
 LOSS_FAMILY = ("non-saturating", "hinge", "least-squares", "wgan-gp")  # the lecture's table; `bench --loss all`
 
@@ -86,4 +87,75 @@ def bench_dcgan_digits(course, loss: str = "non-saturating") -> dict:
 
 bench_dcgan.choices = bench_dcgan_digits.choices = {"loss": LOSS_FAMILY}
 
-BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits}
+# Lecture 03's guidelines and failure modes: one change each to the course's DCGAN (the lr ones scale
+# the course's 1e-3). Run with several seeds (`--seed`): one seed and a short run say nothing.
+ABLATIONS = {
+    "baseline": {},
+    "no-batchnorm-in-G": {"g_batchnorm": False},
+    "max-pooling-in-D": {"d_pool": True},
+    "lr-D-10x": {"lr_d": "10x"},
+    "lr-G-10x": {"lr_g": "10x"},
+    "saturating": {"loss": "saturating"},
+}
+ABLATION_EPOCHS = 2  # times the profile's epochs: the cpu profile's 3 epochs of 12,000 images -> 558 steps
+
+
+def ablation_config(course, variant: str, dataset: str = "fashion-mnist") -> DCGANConfig:
+    """The course's DCGANConfig with one ablation's change (`ABLATIONS[variant]`)."""
+    if variant not in ABLATIONS:
+        raise ValueError(f"Unknown ablation {variant!r}. Choose one of {list(ABLATIONS)}.")
+    base = dcgan_config(course, dataset)
+    changes = {k: (10 * getattr(base, k) if v == "10x" else v) for k, v in ABLATIONS[variant].items()}
+    return dcgan_config(course, dataset, **changes)
+
+
+def top_class(histogram) -> float:
+    """The share of the samples in the evaluation classifier's most frequent class (0.1 for a balanced set)."""
+    return max(histogram) / max(sum(histogram), 1)
+
+
+def bench_dcgan_ablation(course, variant: str = "baseline", dataset: str = "fashion-mnist") -> dict:
+    """One DCGAN ablation (lecture 03), ABLATION_EPOCHS x the profile's epochs: FD, precision, recall, coverage,
+    top-class share and D(G(z)) after one epoch and at the end. Run each with several --seed."""
+    data = course.load_data(dataset, "train")
+    gan = DCGAN(ablation_config(course, variant, dataset), seed=course.seed).to(course.device)
+    n = eval_size(course, dataset)
+    per_epoch = len(data) // min(course.profile.batch_size, len(data))
+    epochs = ABLATION_EPOCHS * course.profile.epochs
+
+    def figures() -> dict:  # the same evaluation noise for every variant and seed
+        was = gan.training
+        gan.eval()
+        out = evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
+                       train=data, profile=course.profile, n=n)
+        gan.train(was)
+        return out
+
+    early: dict = {}
+
+    def at_epoch_one(trainer) -> None:
+        if trainer.step == per_epoch and not early:
+            early.update(figures())
+
+    config = TrainConfig(log_every=10, progress=False, callback_every=per_epoch)
+    run = train_dcgan(course, gan, data, epochs=epochs, snapshots=0, train_config=config, callback=at_epoch_one)
+    keep_trained(course, gan, f"dcgan-ablation-{variant}-seed{course.seed}", run.trainer)
+    final = figures()
+    h = run.history
+    tail = max(1, len(h["d_fake"]) // 10)  # the last tenth of the logged steps
+
+    def mean_tail(key: str) -> float:
+        return round(sum(h[key][-tail:]) / tail, 4)
+
+    return {"dataset": dataset, "variant": variant, "train_images": len(data), "width": gan.config.width,
+            "batch_size": min(course.profile.batch_size, len(data)), "epochs": epochs, **training_figures(run.trainer),
+            **sample_figures(final, FIGURES), "top_class": round(top_class(final["class_histogram"]), 4),
+            "d_fake": mean_tail("d_fake"), "d_real": mean_tail("d_real"),
+            "epoch1_step": per_epoch, "epoch1_fd": round(early["fd"], 4), "epoch1_recall": round(early["recall"], 4),
+            "epoch1_coverage": round(early["coverage"], 4),
+            "epoch1_top_class": round(top_class(early["class_histogram"]), 4)}
+
+
+bench_dcgan_ablation.choices = {"variant": tuple(ABLATIONS)}
+
+BENCHMARKS = {"dcgan": bench_dcgan, "dcgan-digits": bench_dcgan_digits, "dcgan-ablation": bench_dcgan_ablation}
