@@ -59,6 +59,17 @@ def train_dcgan(course, gan: DCGAN, data: ImageData, steps: int | None = None, e
 FIGURES = ("fd", "fd_floor", "kid", "precision", "recall", "coverage", "inception_score", "memorised")
 
 
+def measure_samples(course, gan: DCGAN, data: ImageData, dataset: str, n: int) -> dict:
+    """evaluate() on n samples from the benches' fixed noise (seed 3), batchnorm in inference mode; the
+    model's train/eval mode is left as it was."""
+    was_training = gan.training
+    gan.eval()
+    out = evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
+                   train=data, profile=course.profile, n=n)
+    gan.train(was_training)
+    return out
+
+
 def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturating") -> dict:
     """DCGAN on Fashion-MNIST: images/s, final losses, FD (and floor, untrained), KID, precision, recall, ..."""
     data = course.load_data(dataset, "train")
@@ -66,9 +77,7 @@ def bench_dcgan(course, dataset: str = "fashion-mnist", loss: str = "non-saturat
     n = eval_size(course, dataset)
 
     def figures() -> dict:  # the same noise before and after training
-        gan.eval()
-        return evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
-                        train=data, profile=course.profile, n=n)
+        return measure_samples(course, gan, data, dataset, n)
 
     untrained = figures()
     run = train_dcgan(course, gan, data, snapshots=0, train_config=quiet())
@@ -123,24 +132,16 @@ def bench_dcgan_ablation(course, variant: str = "baseline", dataset: str = "fash
     per_epoch = len(data) // min(course.profile.batch_size, len(data))
     epochs = ABLATION_EPOCHS * course.profile.epochs
 
-    def figures() -> dict:  # the same evaluation noise for every variant and seed
-        was = gan.training
-        gan.eval()
-        out = evaluate(gan.sample(n, generator=course.generator(3, device=course.device)), dataset,
-                       train=data, profile=course.profile, n=n)
-        gan.train(was)
-        return out
-
     early: dict = {}
 
-    def at_epoch_one(trainer) -> None:
-        if trainer.step == per_epoch and not early:
-            early.update(figures())
+    def at_epoch_one(trainer) -> None:  # the same evaluation noise for every variant and seed
+        if trainer.step == per_epoch:
+            early.update(measure_samples(course, gan, data, dataset, n))
 
     config = TrainConfig(log_every=10, progress=False, callback_every=per_epoch)
     run = train_dcgan(course, gan, data, epochs=epochs, snapshots=0, train_config=config, callback=at_epoch_one)
     keep_trained(course, gan, f"dcgan-ablation-{variant}-seed{course.seed}", run.trainer)
-    final = figures()
+    final = measure_samples(course, gan, data, dataset, n)
     h = run.history
     tail = max(1, len(h["d_fake"]) // 10)  # the last tenth of the logged steps
 
