@@ -35,12 +35,35 @@ import torch
 
 from .runtime import Course, device_name, setup
 
-__all__ = ["find_benchmarks", "run", "main", "OPTIONS"]
+__all__ = ["find_benchmarks", "run", "main", "read_lines", "OPTIONS", "LINES_FILE"]
 
 Benchmark = Callable[[Course], dict]
 RECIPES_PACKAGE = "course_lib.recipes"
 METRICS_MODULE = "course_lib.metrics"  # not a model family, but benchmarked like one
 OPTIONS = ("loss", "entry", "variant")  # the command-line options a benchmark may take, through `fn.choices`
+LINES_FILE = Path(__file__).resolve().parent.parent / "benchmarks.jsonl"  # the repository's record of every figure
+
+
+def read_lines(model: str, path: str | Path | None = None, **match) -> list[dict]:
+    """The lines of `benchmarks.jsonl` (or `path`) of benchmark `model` whose fields equal `match`, oldest first.
+
+        read_lines("dcgan-ablation", profile="cpu", variant="baseline")   # one line per run, each seed's
+    """
+    path = Path(path) if path is not None else LINES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the bench's record ships with the repository "
+                                f"(git checkout -- {path.name}), or run `python -m course_lib.bench {model} --out {path}`.")
+    lines = []
+    for number, text in enumerate(path.read_text().splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}, is not JSON ({error}): restore the file from git.") from None
+        if line.get("model") == model and all(line.get(k) == v for k, v in match.items()):
+            lines.append(line)
+    return lines
 
 
 def find_benchmarks(package: str = RECIPES_PACKAGE, also: tuple[str, ...] | None = None) -> dict[str, Benchmark]:

@@ -178,3 +178,36 @@ def test_dcgan_ablation_changes_one_thing_each():
     assert top_class([1, 3, 0, 0]) == 0.75
     with pytest.raises(ValueError, match="Choose one of"):
         ablation_config(course, "no-such-ablation")
+
+
+def test_read_lines_filters_by_model_and_fields(tmp_path):
+    '''read_lines keeps one model's lines with the asked fields, in file order, and names a broken line.'''
+    path = tmp_path / "benchmarks.jsonl"
+    rows = [{"model": "a", "profile": "cpu", "seed": 0}, {"model": "b", "profile": "cpu"},
+            {"model": "a", "profile": "gpu", "seed": 1}, {"model": "a", "profile": "cpu", "seed": 2}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    assert bench.read_lines("a", path, profile="cpu") == [rows[0], rows[3]]
+    assert bench.read_lines("a", path) == [rows[0], rows[2], rows[3]]
+    assert bench.read_lines("c", path) == []
+    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match="line 2"):
+        bench.read_lines("a", path)
+    with pytest.raises(FileNotFoundError, match="git checkout"):
+        bench.read_lines("a", tmp_path / "missing.jsonl")
+    assert bench.LINES_FILE.name == "benchmarks.jsonl" and bench.LINES_FILE.is_file()
+
+
+def test_ablation_runs_keep_the_latest_line_of_each_seed_and_need_two_seeds():
+    from course_lib.recipes.dcgan import ABLATIONS, ablation_runs
+
+    def line(variant, seed, date, fd):
+        return {"model": "dcgan-ablation", "variant": variant, "seed": seed, "date": date, "fd": fd}
+
+    lines = [line(v, s, f"2026-01-0{s + 1}", 1.0) for v in ABLATIONS for s in (0, 1)]
+    lines.append(line("baseline", 0, "2025-12-31", 9.0))  # older: the rerun on 2026-01-01 wins
+    lines.append(line("saturating", 1, "2026-02-01", 5.0))  # newer: it replaces seed 1's line
+    runs = ablation_runs(lines)
+    assert list(runs) == list(ABLATIONS) and all(sorted(seeds) == [0, 1] for seeds in runs.values())
+    assert runs["baseline"][0]["fd"] == 1.0 and runs["saturating"][1]["fd"] == 5.0
+    with pytest.raises(ValueError, match="fewer than 2 seeds.*--seed"):
+        ablation_runs([x for x in lines if not (x["variant"] == "lr-G-10x" and x["seed"] == 1)])

@@ -16,8 +16,8 @@ from ..models.gan import LOSSES, WGAN_GP
 from ..train import TrainConfig
 from .common import Run, eval_size, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
-__all__ = ["dcgan_config", "loss_config", "train_dcgan", "ablation_config", "top_class", "LOSS_FAMILY", "ABLATIONS",
-           "BENCHMARKS"]
+__all__ = ["dcgan_config", "loss_config", "train_dcgan", "measure_samples", "ablation_config", "top_class",
+           "ablation_runs", "LOSS_FAMILY", "ABLATIONS", "BENCHMARKS"]
 
 LOSS_FAMILY = ("non-saturating", "hinge", "least-squares", "wgan-gp")  # the lecture's table; `bench --loss all`
 
@@ -121,6 +121,21 @@ def ablation_config(course, variant: str, dataset: str = "fashion-mnist") -> DCG
 def top_class(histogram) -> float:
     """The share of the samples in the evaluation classifier's most frequent class (0.1 for a balanced set)."""
     return max(histogram) / max(sum(histogram), 1)
+
+
+def ablation_runs(lines: list[dict], min_seeds: int = 2) -> dict[str, dict[int, dict]]:
+    """variant -> {seed: line}, from `dcgan-ablation` bench lines (the latest line of each variant and seed),
+    in ABLATIONS' order. Every variant needs `min_seeds` seeds: one seed says nothing about an ablation."""
+    runs: dict[str, dict[int, dict]] = {variant: {} for variant in ABLATIONS}
+    for line in sorted(lines, key=lambda line: line["date"]):
+        if line.get("variant") in runs:
+            runs[line["variant"]][line["seed"]] = line
+    short = {variant: sorted(seeds) for variant, seeds in runs.items() if len(seeds) < min_seeds}
+    if short:
+        raise ValueError(f"the ablation bench has fewer than {min_seeds} seeds of {short} (variant: seeds found). Run "
+                         f"`python -m course_lib.bench dcgan-ablation --variant all --seed S --out benchmarks.jsonl` "
+                         f"for more seeds S.")
+    return runs
 
 
 def bench_dcgan_ablation(course, variant: str = "baseline", dataset: str = "fashion-mnist") -> dict:
