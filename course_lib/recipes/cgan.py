@@ -22,7 +22,8 @@ from ..models.cgan import CGAN, CGANConfig
 from ..train import TrainConfig
 from .common import Run, eval_size, keep_trained, quiet, train_with_snapshots, training_figures
 
-__all__ = ["cgan_config", "train_cgan", "class_grid", "class_accuracy", "per_class_metrics", "BENCHMARKS"]
+__all__ = ["cgan_config", "train_cgan", "class_grid", "class_accuracy", "per_class_metrics", "caption_spread",
+           "BENCHMARKS"]
 
 
 def cgan_config(course, dataset: str = "fashion-mnist", **changes) -> CGANConfig:
@@ -53,6 +54,28 @@ def per_class_metrics(images: torch.Tensor, labels: torch.Tensor, real: ImageDat
                              f"need more than {K} of each (draw more samples, balanced over the classes).")
         pr = prdc(theirs, mine)
         out.append({"fd": frechet_distance(theirs, mine), "precision": pr["precision"], "recall": pr["recall"]})
+    return out
+
+
+@torch.no_grad()
+def caption_spread(gan: CGAN, real: ImageData, per_caption: int = 64, generator: torch.Generator | None = None,
+                   same: ImageData | None = None) -> list[dict]:
+    """Whether a caption model's samples differ by z. For each class k, the caption of the first real image of
+    class k, and the mean per-pixel std of: `per_caption` samples of that caption ("samples"), the real images of
+    class k ("class"), and the images of `same` (default `real`) of class k that earn that very caption ("same
+    caption", nan with fewer than 2). A caption pins three attributes, so "same caption" is the fair reference."""
+    same = real if same is None else same
+    same_captions = gan.captioner.caption(same.images.to(gan.device), same.labels.to(gan.device))
+    out = []
+    for k in range(gan.config.n_classes):
+        mine = real.images[real.labels == k].to(gan.device)
+        caption = gan.captioner.caption(mine[:1], torch.tensor([k], device=gan.device))
+        x = gan.sample(per_caption, generator=generator, cond=caption * per_caption)  # (per_caption, C, H, W)
+        twins = same.images[torch.tensor([t == caption[0] for t in same_captions], device=same.images.device)]
+        out.append({"caption": caption[0], "samples": float(x.float().std(0).mean()),
+                    "class": float(mine.float().std(0).mean()),
+                    "same caption": float(twins.float().std(0).mean()) if len(twins) > 1 else float("nan"),
+                    "n same caption": len(twins)})
     return out
 
 

@@ -30,7 +30,7 @@ from ..models.vae import VAE
 from ..runtime import device_name, setup
 from ..zoo import RUNS, ZOO, ZooError, ZooRun, load_pretrained, update_entry, write_entry
 from ..zoo.store import half, utc_now
-from .cgan import cgan_config, class_accuracy, per_class_metrics, train_cgan
+from .cgan import caption_spread, cgan_config, class_accuracy, per_class_metrics, train_cgan
 from .common import quiet, sample_figures
 from .dcgan import dcgan_config, loss_config, train_dcgan
 from .pixelcnn import evaluate_bpd, pixelcnn_config, train_pixelcnn
@@ -81,13 +81,7 @@ def _first(data: ImageData, n: int) -> ImageData:
 def _z_spread(gan: CGAN, test, per_caption: int, generator: torch.Generator) -> dict:
     """Whether a caption's samples differ by z: per class, the mean per-pixel std of `per_caption` samples of one
     caption (the first test image's of that class) over the same std of the real test images of that class."""
-    ratios = []
-    for k in range(gan.config.n_classes):
-        real = test.images[test.labels == k].to(gan.device)
-        caption = gan.captioner.caption(real[:1], torch.tensor([k], device=gan.device))
-        x = gan.sample(per_caption, generator=generator, cond=caption * per_caption)
-        ratios.append(float(x.float().std(0).mean() / real.float().std(0).mean()))
-    r = torch.tensor(ratios)
+    r = torch.tensor([row["samples"] / row["class"] for row in caption_spread(gan, test, per_caption, generator)])
     return {"z_spread_ratio_median": round(float(r.median()), 4), "z_spread_ratio_worst": round(float(r.min()), 4),
             "z_spread_classes_under_half": int((r < 0.5).sum())}
 
