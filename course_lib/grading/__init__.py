@@ -14,8 +14,10 @@ For each submission (the file is only ever read):
    metadata, never by position) where the student's own check cell was, or else right after the
    exercise cell. No such cell: "missing exercise".
 3. pytest --nbval-lax runs it (run.py), with a per-cell and a per-submission timeout; the kernel
-   runs in its own bwrap sandbox (sandbox.py): no network, its own PID namespace, the course
-   read-only without solutions/, no view of the grader or other students. `plugin.py`, in pytest,
+   runs in its own bwrap sandbox (sandbox.py) as an unprivileged user with no capabilities, also
+   when the grader is root: no network, its own PID namespace, the course read-only without
+   solutions/, no view of the grader or other students. A kernel that cannot start at all is the
+   grader's fault: the batch stops with one line instead of handing out zeros. `plugin.py`, in pytest,
    reports each cell through a pipe and reads each check's record once, right after the check.
 4. If the kernel died or had to be killed, the cell that did it is dropped and the rest re-run in
    a fresh kernel, so a crash or an endless loop costs only the exercise it is in (judge.py).

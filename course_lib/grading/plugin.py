@@ -134,7 +134,15 @@ def _check_of(item: pytest.Item) -> str | None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     ex_id, records = _check_of(item), item.config.getoption("course_grade_records")
     if ex_id and records:
-        (Path(records) / f"{ex_id}.pt").unlink(missing_ok=True)
+        _remove(Path(records) / f"{ex_id}.pt")
+
+
+def _remove(path: Path) -> None:
+    """Remove what the kernel left at a record's name: a file, a link, a FIFO; a folder there just stays."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # a folder: it never reads as a record (not a regular file)
+        pass
 
 
 def _take_record(item: pytest.Item) -> str | None:
@@ -144,7 +152,7 @@ def _take_record(item: pytest.Item) -> str | None:
         return None
     src = Path(records) / f"{ex_id}.pt"
     try:  # a plain file of sane size only: no links to the grader's files, no huge dumps
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO would block the open
     except OSError:
         return None
     try:
@@ -155,7 +163,7 @@ def _take_record(item: pytest.Item) -> str | None:
             data = f.read(MAX_RECORD_BYTES + 1)
     finally:
         os.close(fd)
-        src.unlink(missing_ok=True)
+        _remove(src)
     return base64.b64encode(data).decode("ascii") if len(data) <= MAX_RECORD_BYTES else None
 
 
@@ -185,7 +193,9 @@ def _use_kernel_launcher(spec_file: str) -> None:
                 self.kernel_spec.interrupt_mode = "message"  # a signal would hit bwrap, not the kernel
 
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-            cmd = super().format_kernel_cmd(extra_arguments)
+            cmd = super().format_kernel_cmd(extra_arguments)  # jupyter_client has written the connection file
+            if spec.get("user") and os.path.exists(self.connection_file):  # root's 0600 file, for the kernel's user
+                os.chown(self.connection_file, *spec["user"])
             return [*spec.get("prefix", []), *cmd, f"--IPKernelApp.exec_files={spec['startup']}"]
 
     nbval.kernel.KernelManager = GradeKernelManager

@@ -5,12 +5,21 @@ process in it, and it cannot see or signal the grader or pytest), the course rea
 `solutions/` and `.git`, a private in-memory /tmp holding its HOME and working folder, and
 nothing of the grader's but two folders: the one check() records into and the one holding the
 kernel's Unix sockets (jupyter_client's `ipc` transport, the only way in or out).
+
+The kernel never runs as root. bwrap started by root keeps every capability inside (it could mount
+the host's disk, unmount what hides `solutions/`, write /proc/sys). So when the grader is root, bwrap
+keeps only CAP_SETUID and CAP_SETGID, and a first command inside drops to an unprivileged user
+(`nobody`, or $COURSE_GRADE_USER) before anything of the student's runs: no capabilities, no new
+privileges (bwrap sets no_new_privs), no mount, umount or mknod. Root does the binds, so a Python
+under /root still works. A second, unprivileged bwrap then forbids new user namespaces (the way
+back to capabilities) and binds /proc/sys read-only; started by a user, one bwrap does all that.
 """
 from __future__ import annotations
 
 import functools
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -29,6 +38,65 @@ UNSANDBOXED_RISK = ("each kernel runs with your rights: it can read and write yo
                     "bookkeeping and other students' notebooks included), reach the network, signal the grader "
                     "and leave processes behind")
 INSTALL_HINT = "install Debian's bubblewrap (apt-get install bubblewrap)"
+USER_VAR = "COURSE_GRADE_USER"  # the unprivileged user kernels run as when the grader is root (default: nobody)
+# Run inside the sandbox as root with CAP_SETUID/CAP_SETGID only: drop to (uid, gid) with no supplementary
+# groups, then exec the rest (an absolute path). Nothing is imported; setuid clears the last two capabilities.
+DROP = "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); " \
+       "os.execv(sys.argv[3], sys.argv[3:])"
+KEEP_TO_DROP = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+NO_USERNS = ["--unshare-user", "--disable-userns"]  # no new user namespace inside: no way back to capabilities
+PROC_SYS = ["--ro-bind", "/proc/sys", "/proc/sys"]
+
+
+@functools.cache
+def sandbox_user() -> tuple[int, int] | None:
+    """(uid, gid) the kernels run as when the grader is root; None when it is not (they run as the grader's user).
+
+    $COURSE_GRADE_USER names the user (a name or a uid); without it, `nobody`. It must not be root.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get(USER_VAR, "").strip() or "nobody"
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    except KeyError:
+        if not name.isdigit():
+            raise SystemExit(f"${USER_VAR}={name!r}: no such user; name an existing unprivileged user or a uid")
+        uid = gid = int(name)
+    if uid == 0:
+        raise SystemExit(f"${USER_VAR} names root; the kernels must run as an unprivileged user (unset it for nobody)")
+    return uid, gid
+
+
+def give_to_sandbox(*paths: Path) -> None:
+    """Let the sandbox user write these (the records folder, the sockets' folder); nothing to do when not root."""
+    user = sandbox_user()
+    if user:
+        for p in paths:
+            os.chown(p, *user)
+
+
+def _layers(bwrap: str, nested: bool) -> tuple[list[str], list[str]]:
+    """(options of the outer bwrap, what runs inside it before the kernel's command, ending in "--" or empty).
+
+    As a user: one bwrap, with NO_USERNS and /proc/sys read-only. As root: the outer bwrap keeps only the
+    capabilities DROP needs; DROP becomes sandbox_user(); with `nested`, an inner unprivileged bwrap adds
+    NO_USERNS and /proc/sys read-only over the outer sandbox (where user namespaces are off anyway, the
+    kernel could not make one either, and it cannot write /proc/sys as that user).
+    """
+    user = sandbox_user()
+    if user is None:
+        return [*NO_USERNS, *PROC_SYS], []
+    inner = [bwrap, *NO_USERNS, "--die-with-parent", "--dev-bind", "/", "/", *PROC_SYS, "--"] if nested else []
+    return KEEP_TO_DROP, [sys.executable, "-I", "-S", "-c", DROP, str(user[0]), str(user[1]), *inner]
+
+
+def _probe(path: str, nested: bool) -> subprocess.CompletedProcess:
+    outer, inside = _layers(path, nested)
+    cmd = [path, *outer, "--die-with-parent", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "--proc", "/proc",
+           "--dev", "/dev", *_python_binds(), "--", *inside, "/bin/true" if os.path.exists("/bin/true") else "true"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
 @functools.cache
@@ -37,21 +105,26 @@ def find_bwrap() -> tuple[str | None, str]:
     path = shutil.which("bwrap")
     if path is None:
         return None, f"bwrap was not found on PATH; {INSTALL_HINT}"
-    probe = [path, "--die-with-parent", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "--proc", "/proc",
-             "--dev", "/dev", "true"]
     try:
-        r = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+        r = _probe(path, nested=True)
+        if r.returncode != 0 and sandbox_user() is not None:
+            r = _probe(path, nested=False)
+            _NESTED[path] = False
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"bwrap could not be run: {e}"
     if r.returncode != 0:
         why = " ".join(r.stderr.split())[:200] or f"exit code {r.returncode}"
-        return None, (f"bwrap cannot make a sandbox on this machine ({why}); it needs root or unprivileged "
-                      "user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
+        how = ("as root, bwrap must be able to keep CAP_SETUID and CAP_SETGID" if sandbox_user() else
+               "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
+        return None, f"bwrap cannot make a sandbox on this machine ({why}); {how}"
     return path, ""
 
 
-def _system_binds() -> list[str]:
-    """/usr and the merged-/usr links, a little of /etc, /sys, the Python the kernel runs on, GPUs."""
+_NESTED: dict[str, bool] = {}  # bwrap path -> False when the root layout had to go without its inner bwrap
+
+
+def _system_binds(bwrap: str) -> list[str]:
+    """/usr and the merged-/usr links, a little of /etc, /sys, /proc, /dev, GPUs, and bwrap itself (for the inner one)."""
     args = ["--ro-bind", "/usr", "/usr"]
     for p in ("/bin", "/lib", "/lib32", "/lib64", "/sbin"):
         if os.path.islink(p):
@@ -63,16 +136,37 @@ def _system_binds() -> list[str]:
     args += ["--ro-bind-try", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
     for dev in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):  # CUDA, if the course uses it
         args += ["--dev-bind", dev, dev]
-    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
-        if not Path(prefix).resolve().is_relative_to("/usr"):
-            args += ["--ro-bind", prefix, prefix]
+    if not Path(bwrap).resolve().is_relative_to("/usr"):
+        args += _parents(bwrap) + ["--ro-bind", bwrap, bwrap]
+    return args
+
+
+def _parents(path: str | Path) -> list[str]:
+    """Make the folders above a bind readable by anyone: bwrap run by root would make them 0700, and the
+    kernel's unprivileged user could not reach /root/.pyenv/... or /work/course through them."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents):
+        if str(parent) not in ("/", "/tmp", "/usr"):
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _python_binds() -> list[str]:
+    """The Python the kernel runs on: bound after the private /tmp, like the course (REPO_ROOT, the library's
+    real folder), or an environment under /tmp would be hidden by it and every kernel would die before it replied."""
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders |= {str(Path(f).resolve()) for f in folders}  # a symlinked environment: the link and its target
+    args: list[str] = []
+    for f in sorted(folders):
+        if not Path(f).resolve().is_relative_to("/usr"):
+            args += [*_parents(f), "--ro-bind", f, f]
     return args
 
 
 def _data_binds(env: dict[str, str]) -> list[str]:
     """The course data folders named in the environment ($COURSE_DATA, $COURSE_SYSTEM_DATA), read-only."""
     folders = [env.get(DATA_VAR, "")] + env.get(SYSTEM_DIRS_VAR, "").split(os.pathsep)
-    return [a for f in folders if f for a in ("--ro-bind-try", f, f)]
+    return [a for f in folders if f and Path(f).exists() for a in (*_parents(f), "--ro-bind", f, f)]
 
 
 def _hide(paths: list[Path]) -> list[str]:
@@ -92,12 +186,15 @@ def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide
     ipc: the folder of the kernel's sockets and connection file, bound at the same path.
     records: bound read-write at RECORDS. env: the kernel's whole environment (--clearenv).
     hide: folders or files inside the course to cover (the submissions, the reports, ...).
+    The kernel's HOME and working folder are open to all (0777): only its own user is in the sandbox.
     """
-    args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--hostname", "course-grade", *_system_binds(),
-            "--tmpfs", "/tmp", "--dir", HOME, "--dir", WORK,
-            "--ro-bind", str(REPO_ROOT), str(REPO_ROOT), *_hide(hide), *_data_binds(env),
-            "--bind", str(ipc), str(ipc), "--bind", str(records), RECORDS, "--chdir", WORK, "--clearenv"]
+    outer, inside = _layers(bwrap, _NESTED.get(bwrap, True))
+    args = [bwrap, *outer, "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "course-grade", *_system_binds(bwrap),
+            "--perms", "01777", "--tmpfs", "/tmp", "--perms", "0777", "--dir", HOME, "--perms", "0777", "--dir", WORK,
+            *_python_binds(), *_parents(REPO_ROOT), "--ro-bind", str(REPO_ROOT), str(REPO_ROOT), *_hide(hide),
+            *_data_binds(env), *_parents(ipc), "--bind", str(ipc), str(ipc), *_parents(RECORDS),
+            "--bind", str(records), RECORDS, "--chdir", WORK, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*args, "--"]
+    return [*args, "--", *inside]
