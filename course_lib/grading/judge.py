@@ -15,6 +15,10 @@ from .reference import Cell, RefExercise, Reference, SubmissionError, build_cell
 from .run import _LIVE, _LIVE_LOCK, GradeOptions, Run, run_cells
 
 
+class GraderFault(RuntimeError):
+    """No kernel could start: the grader's environment is at fault, not the student; the batch stops."""
+
+
 @dataclass
 class Outcome:
     points: float
@@ -72,10 +76,18 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
                                   "missing exercise: no cell has this exercise id in its metadata")
     if len(missing) == len(ref.exercises):
         notes.append(f"no exercise of {ref.name} found: is this the right lab?")
-    deadline, runs = start + opts.submission_timeout, 0
+    deadline, runs, failed_starts = start + opts.submission_timeout, 0, 0
     while any(c.role == "check" and c.exercise not in outcomes for c in cells):
         run, tmp = run_cells(cells, opts, deadline)
         runs += 1
+        first = run.results[0] if run.results else None
+        if first is not None and first["status"] == "lost" and first["reason"].startswith("kernel did not start"):
+            if not opts.keep_temp:
+                shutil.rmtree(tmp, ignore_errors=True)
+            failed_starts += 1  # nothing of the student's has run yet: the kernel's start is the grader's business
+            if failed_starts == 2 or time.monotonic() > deadline:
+                raise GraderFault(f"{first['reason']} (twice, before any cell of the submission ran)")
+            continue
         try:
             fatal = next((i for i, r in enumerate(run.results) if r is None or r["fatal"]), len(cells))
             for ex in ref.exercises:
@@ -119,6 +131,8 @@ def grade_safely(path: Path, ref: Reference, opts: GradeOptions, student: str) -
     """grade_submission, but a bug of the grader's costs this submission only, never the batch."""
     try:
         return grade_submission(path, ref, opts, student)
+    except GraderFault:
+        raise
     except Exception as e:
         why = short(f"grader error ({type(e).__name__}: {e}); grade this one by hand and report the bug")
         return Grade(student, str(path), {ex.id: Outcome(0.0, ex.points, why) for ex in ref.exercises}, 0.0, why)
@@ -128,7 +142,7 @@ def grade_batch(ref: Reference, paths: list[Path], opts: GradeOptions,
                 done: Callable[[int, Grade], None] | None = None) -> list[Grade]:
     """Grade every submission (opts.jobs at a time), calling done(index, grade) as each one finishes.
 
-    Ctrl-C ends every run still going.
+    Ctrl-C ends every run still going. GraderFault (no kernel starts) stops the batch: nobody gets zeros for it.
     """
     names = student_names(paths)
 
@@ -141,8 +155,11 @@ def grade_batch(ref: Reference, paths: list[Path], opts: GradeOptions,
     try:
         if opts.jobs <= 1:
             return [one(k) for k in range(len(paths))]
-        with ThreadPoolExecutor(opts.jobs) as pool:
+        pool = ThreadPoolExecutor(opts.jobs)
+        try:
             return list(pool.map(one, range(len(paths))))
+        finally:  # a GraderFault: the submissions not started yet are not started at all
+            pool.shutdown(wait=True, cancel_futures=True)
     except KeyboardInterrupt:
         with _LIVE_LOCK:
             for proc in list(_LIVE):

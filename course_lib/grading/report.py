@@ -13,10 +13,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .judge import Grade, Outcome, grade_batch
+from .judge import Grade, GraderFault, Outcome, grade_batch
 from .reference import Reference, find_reference, load_reference
 from .run import GradeOptions
 from .sandbox import UNSANDBOXED_RISK, find_bwrap
+from .text import csv_cell, plain, short
 
 
 def summarise(ref: Reference, grades: list[Grade]) -> dict[str, dict[str, float]]:
@@ -55,9 +56,10 @@ def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float
     rows = io.StringIO()
     w = csv.writer(rows)
     w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review"])
-    for g in grades:
-        w.writerow([g.student, g.file, *[f"{g.outcomes[i].points:g}" for i in ids], f"{g.total:g}",
-                    f"{ref.max_points:g}", *[g.outcomes[i].reason for i in ids], g.note, g.review])
+    for g in grades:  # the text cells come from students (file names, exception messages): csv_cell defuses them
+        w.writerow([csv_cell(g.student), csv_cell(g.file), *[f"{g.outcomes[i].points:g}" for i in ids],
+                    f"{g.total:g}", f"{ref.max_points:g}", *[csv_cell(g.outcomes[i].reason) for i in ids],
+                    csv_cell(g.note), csv_cell(g.review)])
     report = {"lab": ref.name, "reference": str(ref.path), "max_points": ref.max_points, "seconds": round(seconds, 1),
               "sandbox": sandbox, "complete": complete,
               "exercises": [{"id": ex.id, "points": ex.points} for ex in ref.exercises],
@@ -89,17 +91,17 @@ def read_done(ref: Reference, out: Path) -> dict[str, Grade]:
 
 
 def format_table(ref: Reference, grades: list[Grade], seconds: float) -> str:
-    """The score table, the lost exercises with reasons, and the per-exercise summary."""
+    """The score table, the lost exercises with reasons, and the per-exercise summary (students' text made plain)."""
     names = [ex.id.split(".", 1)[-1] for ex in ref.exercises]
-    width = max([len(g.student) for g in grades] + [7])
+    width = max([len(plain(g.student)) for g in grades] + [7])
     head = f"{'student':<{width}}  " + "  ".join(names) + "  total"
     lines = [head, "-" * len(head)]
     for g in grades:
         cells = [f"{g.outcomes[ex.id].points:g}/{ex.points:g}".rjust(len(n)) for ex, n in zip(ref.exercises, names)]
-        lines.append(f"{g.student:<{width}}  " + "  ".join(cells) + f"  {g.total:g}/{ref.max_points:g}")
-    lost = [f"  {g.student} · {i}: {o.reason}" for g in grades for i, o in g.outcomes.items() if o.reason]
-    flagged = [f"  {g.student}: {g.review}" for g in grades if g.review]
-    notes = [f"  {g.student}: {g.note}" for g in grades if g.note]
+        lines.append(f"{plain(g.student):<{width}}  " + "  ".join(cells) + f"  {g.total:g}/{ref.max_points:g}")
+    lost = [plain(f"  {g.student} · {i}: {o.reason}") for g in grades for i, o in g.outcomes.items() if o.reason]
+    flagged = [plain(f"  {g.student}: {g.review}") for g in grades if g.review]
+    notes = [plain(f"  {g.student}: {g.note}") for g in grades if g.note]
     lines += ["", "lost exercises (and notes on kept ones):", *(lost or ["  none"])]
     lines += (["", "notes:", *notes] if notes else []) + (["", "to review by hand:", *flagged] if flagged else [])
     lines += ["", f"{'exercise':<28} {'mean':>6} {'of':>4} {'failed':>7}"]
@@ -177,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             grades[paths.index(todo[k])] = grade
             write_reports(ref, [g for g in grades if g is not None], a.out, time.monotonic() - start, sandbox, False)
 
-    grade_batch(ref, todo, opts, done=finished)
+    try:
+        grade_batch(ref, todo, opts, done=finished)
+    except GraderFault as e:
+        graded = sum(g is not None for g in grades)
+        print(f"grader fault, not the students': {short(e)}. Stopped after {graded} of {len(paths)} submissions; "
+              f"the rest got no score. Rerun with --keep-temp to read the run's pytest.log, fix the environment, "
+              f"then add --resume to grade only the rest.", file=sys.stderr)
+        return 2
     seconds = time.monotonic() - start
     final = [g for g in grades if g is not None]
     csv_path, json_path = write_reports(ref, final, a.out, seconds, sandbox)
