@@ -1,0 +1,173 @@
+"""The kernel's sandbox holds (issue [17]): checked from inside it, with the grader's own bwrap command line.
+
+Each test runs a probe under `bwrap_prefix`, the prefix every student kernel starts with, so what the
+probe can do is what a submission can do: no root, no capabilities, no mount, umount or mknod, no new
+user namespace, /proc/sys and the course read-only, only the records folder writable. The rest are the
+grader's own defences: records that are FIFOs or links, reports a spreadsheet or terminal would act on,
+and a batch whose kernels cannot start at all.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from course_lib.grading import plugin
+from course_lib.grading.run import Run, kernel_env
+from course_lib.grading.sandbox import HOME, RECORDS, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from course_lib.grading.text import csv_cell, short
+from course_lib.paths import REPO_ROOT
+
+judge = importlib.import_module("course_lib.grading.judge")  # the package exports a function of that name
+report = importlib.import_module("course_lib.grading.report")
+needs_bwrap = pytest.mark.skipif(find_bwrap()[0] is None, reason=f"no sandbox here: {find_bwrap()[1]}")
+
+PROBE = r'''
+import ctypes, errno, json, os, stat, sys
+libc = ctypes.CDLL(None, use_errno=True)
+out = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid()}
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+out["caps"] = {k: int(status[k].strip(), 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+out["no_new_privs"] = int(status["NoNewPrivs"].strip())
+
+def fails(fn):
+    try:
+        r = fn()
+    except OSError as e:
+        return e.errno
+    return ctypes.get_errno() if r == -1 else 0
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+
+out["mount"] = fails(lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+out["umount"] = fails(lambda: libc.umount2(sys.argv[1].encode(), 0))  # what hides solutions/
+out["mknod"] = fails(lambda: os.mknod("/tmp/disk", stat.S_IFBLK | 0o600, os.makedev(8, 0)))
+out["userns"] = fails(lambda: libc.unshare(0x10000000))  # CLONE_NEWUSER: the way back to capabilities
+out["proc_sys"] = fails(lambda: write("/proc/sys/kernel/hostname"))
+out["proc_sys_writable"] = os.access("/proc/sys/kernel/hostname", os.W_OK)
+out["course"] = fails(lambda: write(os.path.join(sys.argv[2], "forged.txt")))
+out["root"] = fails(lambda: write("/forged.txt"))
+out["solutions"] = os.listdir(sys.argv[1])
+out["records"] = fails(lambda: write(os.path.join(sys.argv[3], "ok.pt")))
+out["home"] = fails(lambda: write(os.path.join(os.environ["HOME"], "ok")))
+print(json.dumps(out))
+'''
+
+
+def sandboxed(tmp_path: Path, *cmd: str) -> subprocess.CompletedProcess:
+    """Run cmd under the kernel's own sandbox prefix, with fresh ipc and records folders."""
+    ipc, records = tmp_path / "ipc", tmp_path / "records"
+    for d in (ipc, records):
+        d.mkdir()
+    give_to_sandbox(ipc, records)
+    env = kernel_env("smoke", HOME, "/tmp", RECORDS, "marker")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    prefix = bwrap_prefix(find_bwrap()[0], ipc, records, env, [])
+    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+
+
+@needs_bwrap
+def test_the_kernel_runs_unprivileged_and_cannot_touch_the_machine(tmp_path):
+    r = sandboxed(tmp_path, sys.executable, "-c", PROBE, str(REPO_ROOT / "solutions"), str(REPO_ROOT), RECORDS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    print(got)
+    assert got["uid"] != 0 and got["euid"] != 0, "the kernel must never run as root"
+    if sandbox_user():  # the grader is root: the kernel is the unprivileged user on the host too
+        assert (got["uid"], got["gid"]) == sandbox_user()
+    assert got["caps"]["CapEff"] == got["caps"]["CapPrm"] == got["caps"]["CapAmb"] == 0, got["caps"]
+    assert got["no_new_privs"] == 1, "setuid programs must not give privileges back"
+    for what in ("mount", "umount", "mknod", "userns", "proc_sys", "course", "root"):
+        assert got[what] != 0, f"the sandbox let the kernel {what}"
+    assert not got["proc_sys_writable"] and got["solutions"] == []
+    assert got["records"] == 0 and got["home"] == 0, "the kernel must still write its records and its HOME"
+    assert not (REPO_ROOT / "forged.txt").exists()
+
+
+@needs_bwrap
+def test_a_python_under_tmp_stays_visible_over_the_private_tmp(tmp_path, monkeypatch):
+    env_dir = Path(tmp_path / "python-env").resolve()  # an environment under /tmp, as pytest's tmp_path is
+    env_dir.mkdir()
+    (env_dir / "marker").write_text("here")
+    assert env_dir.is_relative_to("/tmp")
+    monkeypatch.setattr(sys, "base_prefix", str(env_dir))
+    r = sandboxed(tmp_path, "/bin/cat", str(env_dir / "marker"))
+    assert r.returncode == 0 and r.stdout == "here", r.stderr[-1000:]
+
+
+def item_for(records: Path) -> SimpleNamespace:
+    """Enough of a pytest item for the plugin: a check cell of exercise lab01.jsd, records in `records`."""
+    cell = SimpleNamespace(metadata={"course": {"role": "check", "exercise": "lab01.jsd"}})
+    config = SimpleNamespace(getoption=lambda name: str(records) if name == "course_grade_records" else None)
+    return SimpleNamespace(cell=cell, config=config)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "folder", "huge"])
+def test_a_record_that_is_not_a_plain_file_costs_only_that_exercise_and_never_blocks(tmp_path, kind):
+    src = tmp_path / "lab01.jsd.pt"
+    secret = tmp_path / "grader-secret"
+    secret.write_bytes(b"the grader's own file")
+    if kind == "fifo":
+        os.mkfifo(src)
+    elif kind == "symlink":
+        src.symlink_to(secret)
+    elif kind == "folder":
+        src.mkdir()
+    else:
+        with open(src, "wb") as f:
+            f.truncate(plugin.MAX_RECORD_BYTES + 1)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(plugin._take_record(item_for(tmp_path))), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert got == [None], f"a {kind} in place of a record must read as no record, at once (got {got})"
+    assert secret.read_bytes() == b"the grader's own file"
+    plugin.pytest_runtest_setup(item_for(tmp_path))  # the next check cell's clean-up does not crash either
+
+
+def test_reports_defuse_spreadsheet_formulas_and_terminal_escapes(tmp_path):
+    assert csv_cell('=HYPERLINK("http://x","y")').startswith("'=")
+    assert [csv_cell(s)[0] for s in ("+1", "-2", "@A1", "\tx")] == ["'"] * 4
+    assert csv_cell("kl_discrete: wrong sign") == "kl_discrete: wrong sign"
+    osc = "\x1b]8;;http://evil\x07click\x1b]8;;\x07 \x1b[31mred\x1b[0m \x1b]0;title\x1b\\ \u202eevil \x00\x07z"
+    cleaned = short(osc)
+    assert cleaned == "click red evil z" and not any(ord(ch) < 32 or 0x7f <= ord(ch) <= 0x9f for ch in cleaned)
+
+    ref = SimpleNamespace(name="lab", path=Path("lab.ipynb"), max_points=1.0,
+                          exercises=[SimpleNamespace(id="lab01.jsd", points=1.0)])
+    grade = judge.Grade('=HYPERLINK("http://evil","x")', "=cmd.ipynb",
+                        {"lab01.jsd": judge.Outcome(0.0, 1.0, "-1+1 \x1b]0;owned\x07")}, 1.0, note="@SUM(A1)")
+    csv_path, _ = report.write_reports(ref, [grade], tmp_path / "grades", 1.0)
+    row = csv_path.read_text(encoding="utf-8").splitlines()[1]
+    assert row.startswith("\"'=HYPERLINK(") and ",'=cmd.ipynb," in row and "'-1+1" in row and "'@SUM" in row
+    assert "\x1b" not in row and "\x07" not in row
+    assert "\x1b" not in report.format_table(ref, [grade], 1.0)
+
+
+def test_no_kernel_can_start_is_the_graders_fault_and_nobody_gets_zeros(tmp_path, monkeypatch, capsys):
+    starts = []
+
+    def dead_kernel(cells, opts, deadline):
+        starts.append(1)
+        results = [{"status": "lost", "fatal": True, "reason": "kernel did not start: Kernel died before replying"}]
+        return Run(results + [None] * (len(cells) - 1), {}, False), tmp_path / f"run{len(starts)}"
+
+    monkeypatch.setattr(judge, "run_cells", dead_kernel)
+    lab = REPO_ROOT / "labs" / "01_divergences_and_gan_theory.ipynb"
+    subs = [tmp_path / f"student{k}.ipynb" for k in range(3)]
+    for s in subs:
+        s.write_bytes(lab.read_bytes())
+    code = report.main(["lab01", *map(str, subs), "--out", str(tmp_path / "grades"), "--no-sandbox", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "grader fault, not the students'" in err and "Kernel died" in err and "--resume" in err
+    assert len(starts) == 2, "one retry, then the batch stops"
+    assert json.loads((tmp_path / "grades.json").read_text())["submissions"] == [], "no zeros for the grader's fault"
