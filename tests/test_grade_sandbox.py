@@ -183,7 +183,7 @@ def submissions() -> dict[str, tuple[nbformat.NotebookNode, float, bool]]:
             "from course_lib.exercises import get_exercise\n"
             f"{n} = get_exercise('lab01.{n}').reference")), 7, True),
         "read_solutions": (below_stubs(blank(), lambda n: READ_SOLUTIONS), 0, True),
-        "lying_types": (lying, 4, False),  # jsd reuses kl_discrete, so it returns a Sneaky too
+        "lying_types": (lying, 5, False),  # jsd reuses kl_discrete, but is checked with the reference kl_discrete
         "timeout_kept": (slow, 7, False),
     }
 

@@ -1,6 +1,7 @@
 """The reference (solutions/<name>.ipynb) and the graded notebook built from a submission."""
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,16 @@ class RefExercise:
     id: str
     points: float
     check_source: str  # the reference check cell, run instead of whatever the student has
+    names: tuple[str, ...] = ()  # what the solution's exercise cell defines (functions, classes)
+
+
+def defined_names(source: str) -> tuple[str, ...]:
+    """The functions and classes a cell defines at its top level; () if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ()
+    return tuple(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,8 @@ def load_reference(path: Path) -> Reference:
         if ex.id not in checks:
             raise SystemExit(f"{path}: exercise {ex.id!r} has no check cell; fix the solution notebook first.")
         get_exercise(ex.id)
-        exercises.append(RefExercise(ex.id, ex.points, nb.cells[checks[ex.id]].source))
+        exercises.append(RefExercise(ex.id, ex.points, nb.cells[checks[ex.id]].source,
+                                     defined_names(nb.cells[ex.index].source)))
     if not exercises:
         raise SystemExit(f"{path} has no exercise cells (metadata course.exercise); nothing to grade.")
     return Reference(path.stem, path, tuple(exercises))
@@ -99,7 +111,10 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
     student's own check cell for that id (found by its `check` metadata) if that comes after the
     exercise cell, as when the answer is written in a new cell below the stub; otherwise it goes
     right after the last cell with that exercise id. Cells with unknown or no ids are context
-    cells. Cells after the last check are left out: they cannot change a grade and may train for minutes.
+    cells, except that an exercise no cell is tagged with (its cell deleted, the answer moved to a new
+    cell) is found by what it defines: the last untagged cell defining the solution's function or
+    class is its exercise cell. Cells after the last check are left out: they cannot change a grade
+    and may train for minutes.
     """
     ids = {ex.id for ex in ref.exercises}
     cells: list[Cell] = []
@@ -119,6 +134,11 @@ def build_cells(ref: Reference, nb: nbformat.NotebookNode) -> tuple[list[Cell], 
     missing, anchor = [], {}  # anchor: index in cells after which each reference check goes
     for ex in ref.exercises:
         where = [i for i, c in enumerate(cells) if c.role == "exercise" and c.exercise == ex.id]
+        untagged = [i for i, c in enumerate(cells)
+                    if c.role == "context" and set(defined_names(c.source)) & set(ex.names)]
+        if not where and untagged:  # the answer in a cell without the exercise's metadata: grade it all the same
+            cells[untagged[-1]] = Cell(cells[untagged[-1]].source, "exercise", ex.id)
+            where = untagged[-1:]
         if not where:
             missing.append(ex.id)
             continue

@@ -101,6 +101,7 @@ register(Exercise("lab01.kl_discrete", kl_discrete_cases, kl_discrete, rtol=1e-6
 register(Exercise("lab01.kl_gaussian", kl_gaussian_cases, kl_gaussian, rtol=1e-6, atol=1e-9,
                   describe="closed-form Gaussian KL"))
 register(Exercise("lab01.jsd", jsd_cases, jsd_discrete, rtol=1e-6, atol=1e-9,
+                  builds_on=(("kl_discrete", "lab01.kl_discrete"),),
                   describe=f"including disjoint supports, where JSD = log 2 = {math.log(2):.4f}"))
 register(Exercise("lab01.optimal_discriminator", optimal_discriminator_cases, optimal_discriminator,
                   rtol=1e-6, atol=1e-9, describe="D* = p_data / (p_data + p_g), 1/2 where both are 0"))

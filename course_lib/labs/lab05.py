@@ -112,6 +112,7 @@ register(Exercise("lab05.reparameterize", reparameterize_cases, reparameterize_a
 register(Exercise("lab05.kl_to_prior", kl_cases, kl_to_prior, rtol=1e-6, atol=1e-8,
                   describe="closed form, one value per example; 0 when q is the prior"))
 register(Exercise("lab05.elbo_loss", elbo_cases, elbo_loss, rtol=1e-6, atol=1e-6,
+                  builds_on=(("kl_to_prior", "lab05.kl_to_prior"),),
                   describe="summed over pixels and latents, averaged over the batch, beta on the KL"))
 register(Exercise("lab05.iwae_bound", iwae_cases, iwae_bound, rtol=1e-7, atol=1e-6,
                   describe="k = 1 and 64, and log-weights near -3000 nats where exp() underflows"))

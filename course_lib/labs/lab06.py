@@ -217,7 +217,8 @@ def compare_causality(got, want, args) -> None:
 
 register(Exercise("lab06.masks", mask_cases, mask, rtol=0, atol=0,
                   describe="k = 1, 3, 5, 7: type A hides the centre, B shows it, rows above whole"))
-register(Exercise("lab06.masked_conv", masked_conv_cases, conv_outputs(MaskedConv2d), compare=compare_conv,
+register(Exercise("lab06.masked_conv", masked_conv_cases, conv_outputs(MaskedConv2d),
+                  builds_on=(("causal_mask", "lab06.masks"),), compare=compare_conv,
                   describe="weights set after construction, masked in forward; H x W kept; type A causal"))
 register(Exercise("lab06.bits_per_dim", bits_per_dim_cases, bits_per_dim, rtol=1e-9, atol=1e-12,
                   describe="D = 1, 64, 784, 3072, and a uniform 17-level model at log2 17"))
