@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from course_lib import PROFILES, setup
 from course_lib.latent import lerp, slerp
@@ -293,6 +294,48 @@ def test_lab03_checks_accept_the_course_networks_and_reject_other_designs():
               lambda w, s, x: facts(Discriminator(DCGANConfig(width=w, image_size=s, d_pool=True)), x))
     with pytest.raises(AssertionError, match="6 scores, one per image"):
         check("lab03.discriminator", lambda w, s, x: facts(nn.Conv2d(1, 1, 3, padding=1), x))
+
+
+class FunctionalD(nn.Module):
+    """A DCGAN discriminator written with torch.nn.functional; `pool`, `squash` and `stride` make the
+    designs the guidelines rule out, which a check reading module names could not see ([17] finding 3)."""
+
+    def __init__(self, width: int, size: int, pool: bool = False, squash: str = "", stride: int = 2):
+        super().__init__()
+        self.pool, self.squash, self.stride = pool, squash, stride
+        self.c1 = nn.Conv2d(1, width, 4, 1 if pool else stride, 1 if stride == 2 or pool else 0)
+        self.c2 = nn.Conv2d(width, 2 * width, 4, 1 if pool else stride, 1 if stride == 2 or pool else 0)
+        self.bn = nn.BatchNorm2d(2 * width)
+        self.out = nn.LazyConv2d(1, 1)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.c1(x if not self.pool else F.pad(x, (1, 2, 1, 2))), 0.2)  # (B, w, S, S)
+        h = F.max_pool2d(h, 2) if self.pool else h  # (B, w, S/2, S/2)
+        h = F.leaky_relu(self.bn(self.c2(h if not self.pool else F.pad(h, (1, 2, 1, 2)))), 0.2)
+        h = F.max_pool2d(h, 2) if self.pool else h
+        score = self.out(h).mean((1, 2, 3))  # (B,)
+        if self.squash == "sigmoid":
+            return torch.sigmoid(score)
+        if self.squash == "by hand":  # a sigmoid no function name gives away
+            return 1 / (1 + (-score).exp())
+        return score
+
+
+def test_lab03_discriminator_check_reads_behaviour_not_module_names():
+    from course_lib import check
+    from course_lib.labs.lab03 import facts
+
+    def d(**kw):
+        return lambda w, s, x: facts(FunctionalD(w, s, **kw), x)
+    check("lab03.discriminator", d())  # functional LeakyReLU and strided convs: the guidelines, honestly met
+    with pytest.raises(AssertionError, match=r"it pools \(max_pool2d\)"):
+        check("lab03.discriminator", d(pool=True))
+    with pytest.raises(AssertionError, match="it calls sigmoid, so its scores are squashed"):
+        check("lab03.discriminator", d(squash="sigmoid"))
+    with pytest.raises(AssertionError, match="stay within \\[-1, 1\\] even with every weight ten times larger"):
+        check("lab03.discriminator", d(squash="by hand"))
+    with pytest.raises(AssertionError, match="no convolution has a stride above 1"):
+        check("lab03.discriminator", d(stride=1))
 
 
 def test_lab03_gradient_penalty_and_slerp_checks():

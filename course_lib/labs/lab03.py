@@ -1,20 +1,26 @@
 """Lab 3 checks: DCGAN's generator and discriminator, the hinge losses, the gradient penalty, slerp.
 
 The networks are checked by what they do, not by how they are written. The lab's check cells
-pass `facts(net, x)` (defined in the lab itself): the network's output on a fixed input and the
-names of the layer types it uses. `network_compare` then asks for the contract: the reference's
-output shape (one score per image for D), G's outputs in [-1, 1], and the layers the guidelines
-name (transposed convs, batchnorm and ReLU in G; LeakyReLU and no pooling or sigmoid in D). The
+pass `facts(net, x)` (imported from here in the check cell, so a notebook cannot redefine it): the
+network's output on a fixed input, the torch functions its forward pass calls (seen through a
+TorchFunctionMode, so `F.max_pool2d` counts as surely as `nn.MaxPool2d`), how many of its
+convolutions stride, and its output with every parameter ten times larger. The compare functions
+then ask for the contract: the reference's output shape (one score per image for D), G's outputs in
+[-1, 1], the operations the guidelines name (transposed convolutions, batchnorm and ReLU in G;
+strided convolutions and LeakyReLU, no pooling and no sigmoid in D), and raw scores from D: a score
+that stays within [-1, 1] when the weights grow tenfold has been squashed, however it was written. The
 gradient penalty is checked with its gradient with respect to the critic's weights, so a penalty
 that cannot train the critic (no `create_graph=True`) fails. Every case is drawn from a seeded
 generator, fresh on each call.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..exercises import Exercise, register
 from ..models.base import seeded
@@ -24,7 +30,6 @@ from ..models.gan import GAN, GANConfig, hinge_discriminator_loss, hinge_generat
 
 F64 = torch.float64
 NET_SIZES = [(16, 4, 8), (32, 8, 28), (8, 2, 28)]  # (z_dim, width, image_size)
-POOLING = {"MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -32,9 +37,48 @@ def _gen(seed: int) -> torch.Generator:
 
 
 # -- the networks, by what they do ------------------------------------------------------------------------
+POOLING_OPS = ("pool",)  # max_pool2d, avg_pool2d, adaptive_*_pool2d, lp_pool2d, fractional_max_pool2d, ...
+SQUASHING_OPS = {"sigmoid", "special_expit", "tanh", "hardtanh", "hardsigmoid", "softmax", "log_softmax"}
+
+
+class _Calls(TorchFunctionMode):
+    """Records the torch functions a forward pass calls, and how many of its convolutions stride."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self.strided = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        self.names.add(name)
+        if name in ("conv2d", "conv_transpose2d"):
+            stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+            if max(stride if isinstance(stride, (tuple, list)) else (stride,)) > 1:
+                self.strided += 1
+        return func(*args, **kwargs)
+
+
 def facts(net: nn.Module, x: torch.Tensor) -> dict:
-    """What the network checks look at: the output for x (training mode) and the layer types used (the lab's helper)."""
-    return {"output": net.train()(x).detach(), "layers": sorted({type(m).__name__ for m in net.modules()})}
+    """What the network checks look at (the lab's check cells import it from here).
+
+    output: net(x) in training mode; ops: the torch functions that forward pass called; strided_convs: how
+    many of its (transposed) convolutions have a stride above 1; scaled_output: the output of a copy with
+    every parameter ten times larger (a raw score grows with its weights, a squashed one cannot leave its
+    range); layers: the module types, for messages.
+    """
+    net.train()
+    with _Calls() as calls:
+        out = net(x)  # (B, ...)
+    out = out.detach()
+    big = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in big.parameters():
+            p.mul_(10)
+        scaled = big(x).detach()
+    return {"output": out, "ops": sorted(calls.names), "strided_convs": calls.strided, "scaled_output": scaled,
+            "layers": sorted({type(m).__name__ for m in net.modules()})}
 
 
 def _generator_facts(z_dim: int, width: int, image_size: int, z: torch.Tensor) -> dict:
@@ -47,16 +91,17 @@ def _discriminator_facts(width: int, image_size: int, x: torch.Tensor) -> dict:
         return facts(Discriminator(DCGANConfig(width=width, image_size=image_size)), x)
 
 
-def _facts_of(got: Any, where: str) -> tuple[torch.Tensor, set[str]]:
-    if not (isinstance(got, dict) and isinstance(got.get("output"), torch.Tensor) and isinstance(got.get("layers"), list)):
-        raise AssertionError(f"{where}: expected facts(net, x), a dict with 'output' and 'layers'; "
-                             f"keep the check cell as given.")
-    return got["output"].float(), set(got["layers"])
+def _facts_of(got: Any, where: str) -> tuple[torch.Tensor, set[str], dict]:
+    keys = {"output": torch.Tensor, "ops": list, "strided_convs": int, "scaled_output": torch.Tensor}
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
+        raise AssertionError(f"{where}: expected facts(net, x) with {sorted(keys)}; keep the check cell as given "
+                             f"(it imports facts from course_lib.labs.lab03).")
+    return got["output"].float(), set(got["ops"]), got
 
 
 def generator_compare(got: Any, want: Any, args: tuple) -> None:
     where = f"lab03.generator, Generator{args[:3]}"
-    out, layers = _facts_of(got, where)
+    out, ops, _ = _facts_of(got, where)
     shape = tuple(want["output"].shape)
     if tuple(out.shape) != shape:
         raise AssertionError(f"{where}: noise of shape {tuple(args[3].shape)} must give images of shape {shape}, "
@@ -64,27 +109,35 @@ def generator_compare(got: Any, want: Any, args: tuple) -> None:
     if not (float(out.abs().max()) <= 1.0 and float(out.min()) < 0):
         raise AssertionError(f"{where}: outputs range over [{float(out.min()):.3g}, {float(out.max()):.3g}]; a tanh output "
                              f"spans [-1, 1].")
-    for layer, why in (("ConvTranspose2d", "upsample with fractionally-strided convolutions"),
-                       ("BatchNorm2d", "batchnorm in G"), ("ReLU", "ReLU activations in G")):
-        if layer not in layers:
-            raise AssertionError(f"{where}: no {layer} layer; the guidelines ask to {why}. It has {sorted(layers)}.")
+    for op, why in (("conv_transpose2d", "upsample with fractionally-strided (transposed) convolutions"),
+                    ("batch_norm", "use batchnorm in G"), ("relu", "use ReLU activations in G")):
+        if not any(o == op or o == op + "_" for o in ops):  # relu_ is the in-place one
+            raise AssertionError(f"{where}: its forward pass never calls {op}; the guidelines ask to {why}. "
+                                 f"It calls {sorted(ops)}.")
 
 
 def discriminator_compare(got: Any, want: Any, args: tuple) -> None:
     where = f"lab03.discriminator, Discriminator{args[:2]}"
-    out, layers = _facts_of(got, where)
+    out, ops, facts_ = _facts_of(got, where)
     n = len(args[2])
     if out.numel() != n or out.shape[0] != n:
         raise AssertionError(f"{where}: {n} images must give {n} scores, one per image, e.g. shape ({n}, 1, 1, 1); "
                              f"got shape {tuple(out.shape)}.")
-    if layers & POOLING:
-        raise AssertionError(f"{where}: it pools ({sorted(layers & POOLING)}); "
-                             f"downsample with strided convolutions instead.")
-    if "LeakyReLU" not in layers:
-        raise AssertionError(f"{where}: no LeakyReLU layer; the guidelines use LeakyReLU(0.2) in D. "
-                             f"It has {sorted(layers)}.")
-    if "Sigmoid" in layers:
-        raise AssertionError(f"{where}: it ends with a sigmoid; return the raw score, the losses own the sigmoid.")
+    pools = sorted(op for op in ops if any(p in op for p in POOLING_OPS))
+    if pools:
+        raise AssertionError(f"{where}: it pools ({', '.join(pools)}); downsample with strided convolutions instead.")
+    if facts_["strided_convs"] < 1:
+        raise AssertionError(f"{where}: no convolution has a stride above 1; downsample with strided convolutions "
+                             f"(Conv2d(C_in, C_out, 4, 2, 1) halves the size).")
+    if not ops & {"leaky_relu", "leaky_relu_"}:
+        raise AssertionError(f"{where}: its forward pass never calls leaky_relu; the guidelines use LeakyReLU(0.2) in D. "
+                             f"It calls {sorted(ops)}.")
+    squashed = sorted(ops & SQUASHING_OPS)
+    if squashed or float(facts_["scaled_output"].abs().max()) <= 1.0:
+        how = f"it calls {', '.join(squashed)}" if squashed else ("its scores stay within [-1, 1] even with every "
+                                                                  "weight ten times larger")
+        raise AssertionError(f"{where}: {how}, so its scores are squashed; return the raw score (a logit), the losses "
+                             f"own the sigmoid.")
 
 
 def net_cases(kind: str) -> list[tuple]:
