@@ -16,7 +16,7 @@ from pathlib import Path
 from .judge import Grade, GraderFault, Outcome, grade_batch
 from .reference import Reference, find_reference, load_reference
 from .run import GradeOptions
-from .sandbox import UNSANDBOXED_RISK, find_bwrap
+from .sandbox import UNSANDBOXED_RISK, Limits, find_bwrap
 from .text import csv_cell, plain, short
 
 
@@ -158,13 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="keep the students already in OUT.json; grade the rest")
     p.add_argument("--require-sandbox", action="store_true", help="refuse to grade if bwrap cannot sandbox the kernels")
     p.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code, timing runs)")
+    p.add_argument("--memory-gb", type=float, default=d.limits.memory_gb,
+                   help="memory each process of a sandboxed kernel may hold, GiB (default %(default)g)")
+    p.add_argument("--max-processes", type=int, default=d.limits.processes,
+                   help="processes and threads a sandboxed kernel may run at once (default %(default)d)")
     a = p.parse_args(argv)
+    if a.memory_gb <= 0 or a.max_processes <= 0:
+        p.error("--memory-gb and --max-processes must be positive; raise them for a lab that needs more")
     ref = load_reference(find_reference(a.lab))
     paths = expand(a.submissions)
     csv_path, json_path = report_paths(a.out)
     hide = (*dict.fromkeys(q.parent for q in paths), csv_path.parent, csv_path, json_path)  # out of the kernel's view
     opts = GradeOptions(a.cell_timeout, a.submission_timeout, a.profile, max(a.jobs, 1), a.keep_temp,
-                        sandbox=not a.no_sandbox, hide=hide)
+                        sandbox=not a.no_sandbox, hide=hide, limits=Limits(a.memory_gb, a.max_processes))
     sandbox = sandbox_status(opts, a.require_sandbox)
     done = read_done(ref, a.out) if a.resume else {}
     grades: list[Grade | None] = [done.get(str(q)) for q in paths]

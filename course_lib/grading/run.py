@@ -18,7 +18,7 @@ from ..data import SYSTEM_DIRS_VAR
 from ..exercises import GRADE_DIR_VAR
 from ..profiles import ENV_VAR as PROFILE_VAR
 from .reference import Cell, write_notebook
-from .sandbox import HOME, RECORDS, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from .sandbox import HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -35,6 +35,7 @@ class GradeOptions:
     keep_temp: bool = False  # keep each run's folder (graded notebook, pytest log) for debugging
     sandbox: bool = True  # run each kernel in bwrap when it works here (see sandbox.py)
     hide: tuple[Path, ...] = field(default=())  # more to cover in the sandbox: submissions, reports
+    limits: Limits = field(default_factory=Limits)  # each sandboxed kernel's memory and process caps
 
 
 @dataclass
@@ -164,7 +165,8 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     if bwrap:
         env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
-        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide])}
+        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide],
+                                                                     opts.limits)}
         if sandbox_user():  # the kernel runs as an unprivileged user: it may pass through root (not list it),
             root.chmod(0o711)  # and write only its records and its sockets; grader/ stays the grader's (0700)
             give_to_sandbox(ipc, records)

@@ -23,6 +23,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import ENV_VAR as DATA_VAR
@@ -43,6 +44,12 @@ USER_VAR = "COURSE_GRADE_USER"  # the unprivileged user kernels run as when the 
 # groups, then exec the rest (an absolute path). Nothing is imported; setuid clears the last two capabilities.
 DROP = "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); " \
        "os.execv(sys.argv[3], sys.argv[3:])"
+# Run last, right before the kernel, inside the innermost user namespace: caps on memory (RLIMIT_DATA, the heap and
+# private mappings of each process) and on processes and threads (RLIMIT_NPROC, counted within that namespace, so
+# per sandbox, not across the grader's user). argv: nproc, data bytes, then the command.
+LIMITS = "import os, resource, sys; n, m = int(sys.argv[1]), int(sys.argv[2]); " \
+         "resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); resource.setrlimit(resource.RLIMIT_DATA, (m, m)); " \
+         "os.execvp(sys.argv[3], sys.argv[3:])"
 KEEP_TO_DROP = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
 NO_USERNS = ["--unshare-user", "--disable-userns"]  # no new user namespace inside: no way back to capabilities
 PROC_SYS = ["--ro-bind", "/proc/sys", "/proc/sys"]
@@ -180,12 +187,31 @@ def _hide(paths: list[Path]) -> list[str]:
     return args
 
 
-def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide: list[Path]) -> list[str]:
-    """The bwrap command line that the kernel's own command follows (after the final "--").
+def _default_processes() -> int:
+    """128, or twice the cores where that is more: torch starts a thread per core, and threads count."""
+    return max(128, 2 * (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one kernel may hold: memory per process (GiB; RLIMIT_DATA) and processes plus threads (RLIMIT_NPROC)."""
+    memory_gb: float = 4.0
+    processes: int = field(default_factory=_default_processes)
+
+    def prefix(self) -> list[str]:
+        if self.memory_gb <= 0 or self.processes <= 0:
+            raise ValueError(f"limits must be positive: {self}; raise them rather than switching them off")
+        return [sys.executable, "-I", "-S", "-c", LIMITS, str(self.processes), str(int(self.memory_gb * 2**30))]
+
+
+def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide: list[Path],
+                 limits: Limits | None = None) -> list[str]:
+    """The bwrap command line that the kernel's own command follows.
 
     ipc: the folder of the kernel's sockets and connection file, bound at the same path.
     records: bound read-write at RECORDS. env: the kernel's whole environment (--clearenv).
     hide: folders or files inside the course to cover (the submissions, the reports, ...).
+    limits: memory and process caps, set inside the innermost user namespace (default Limits()).
     The kernel's HOME and working folder are open to all (0777): only its own user is in the sandbox.
     """
     outer, inside = _layers(bwrap, _NESTED.get(bwrap, True))
@@ -197,4 +223,4 @@ def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide
             "--bind", str(records), RECORDS, "--chdir", WORK, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*args, "--", *inside]
+    return [*args, "--", *inside, *(limits or Limits()).prefix()]
