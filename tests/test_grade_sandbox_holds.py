@@ -21,7 +21,7 @@ import pytest
 
 from course_lib.grading import plugin
 from course_lib.grading.run import Run, kernel_env
-from course_lib.grading.sandbox import HOME, RECORDS, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from course_lib.grading.sandbox import HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
 from course_lib.grading.text import csv_cell, short
 from course_lib.paths import REPO_ROOT
 
@@ -63,7 +63,7 @@ print(json.dumps(out))
 '''
 
 
-def sandboxed(tmp_path: Path, *cmd: str) -> subprocess.CompletedProcess:
+def sandboxed(tmp_path: Path, *cmd: str, limits: Limits | None = None) -> subprocess.CompletedProcess:
     """Run cmd under the kernel's own sandbox prefix, with fresh ipc and records folders."""
     ipc, records = tmp_path / "ipc", tmp_path / "records"
     for d in (ipc, records):
@@ -71,7 +71,7 @@ def sandboxed(tmp_path: Path, *cmd: str) -> subprocess.CompletedProcess:
     give_to_sandbox(ipc, records)
     env = kernel_env("smoke", HOME, "/tmp", RECORDS, "marker")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    prefix = bwrap_prefix(find_bwrap()[0], ipc, records, env, [])
+    prefix = bwrap_prefix(find_bwrap()[0], ipc, records, env, [], limits)
     return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
 
 
@@ -102,6 +102,48 @@ def test_a_python_under_tmp_stays_visible_over_the_private_tmp(tmp_path, monkeyp
     monkeypatch.setattr(sys, "base_prefix", str(env_dir))
     r = sandboxed(tmp_path, "/bin/cat", str(env_dir / "marker"))
     assert r.returncode == 0 and r.stdout == "here", r.stderr[-1000:]
+
+
+HOGS = r'''
+import threading
+try:
+    hog = bytearray(3 * 2**30)
+    print("memory: not capped")
+except MemoryError:
+    print("memory: capped")
+room = bytearray(300 * 2**20)  # what a lab needs still fits
+del room
+started, stop = 0, threading.Event()
+try:
+    while started < 500:
+        threading.Thread(target=stop.wait, daemon=True).start()
+        started += 1
+except RuntimeError:
+    pass
+stop.set()
+print(f"threads: {started}")
+import torch
+print(f"torch: {float(torch.ones(3).sum()):g}")
+'''
+
+
+@needs_bwrap
+def test_memory_and_process_caps_hold_and_a_normal_kernel_fits_under_them(tmp_path):
+    r = sandboxed(tmp_path, sys.executable, "-c", HOGS, limits=Limits(memory_gb=2.0, processes=32))
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
+    assert lines["memory"] == "capped", "3 GiB must not fit under a 2 GiB cap"
+    assert int(lines["threads"]) < 32, "threads count against the process cap"
+    assert lines["torch"] == "3", "torch still imports and runs under the caps"
+    assert Limits().processes >= 128 and Limits().memory_gb > 1
+
+
+def test_the_caps_refuse_to_be_switched_off(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report.main(["lab01", str(tmp_path), "--memory-gb", "0"])
+    assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="raise them rather than switching them off"):
+        Limits(processes=0).prefix()
 
 
 def item_for(records: Path) -> SimpleNamespace:
@@ -171,3 +213,21 @@ def test_no_kernel_can_start_is_the_graders_fault_and_nobody_gets_zeros(tmp_path
     assert code == 2 and "grader fault, not the students'" in err and "Kernel died" in err and "--resume" in err
     assert len(starts) == 2, "one retry, then the batch stops"
     assert json.loads((tmp_path / "grades.json").read_text())["submissions"] == [], "no zeros for the grader's fault"
+
+
+@pytest.mark.parametrize("source, words", [
+    ('real = getattr(check, "__glo" + "bals__")', "attribute name built at run time"),
+    ("import sys\ncaller = sys._getframe(2).f_back.f_locals", "walks the interpreter's frames"),
+    ("import inspect\nframes = inspect.stack()", "walks the interpreter's frames"),
+    ("import gc\nholders = gc.get_referrers(kl_discrete)", "walks the interpreter's frames or objects"),
+    ("ref = check.__globals__['get_exercise']", "reaches into a function's internals"),
+    ("cells = collect.__closure__[0].cell_contents", "reaches into a function's internals"),
+    ("exec(base64.b64decode(payload))", "runs code built at run time (exec)"),
+    ("def check(exercise_id, fn):\n    pass", "redefines check()"),
+    ("check = lambda *args: None", "redefines check()"),
+])
+def test_review_flags_each_forging_technique(source, words):
+    from course_lib.grading.reference import Cell
+    from course_lib.grading.review import review
+
+    assert words in review([Cell(source, "context")])

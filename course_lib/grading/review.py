@@ -3,7 +3,9 @@
 A kernel can always forge what check() records (it runs the student's code), so these are not
 zeroed, only flagged with the reason for a person to look at: imports or uses of the reference
 implementations (course_lib.labs), of course_lib.exercises beyond check(), of the grader, of
-$COURSE_GRADE_DIR or solutions/, and monkeypatching of course_lib. The setup cell's honest
+$COURSE_GRADE_DIR or solutions/, monkeypatching of course_lib, walking the interpreter's frames
+(sys._getframe, f_back, gc.get_referrers), a function's internals (__globals__, __closure__),
+getattr or exec of names and code built at run time, and a check() of one's own. The setup cell's honest
 `from course_lib import setup, check` and `from course_lib.models... import ...` are not flagged.
 The scan runs in the grader's process on the cells that are run; nothing of the student's runs.
 """
@@ -22,6 +24,15 @@ STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercise
            "COURSE_GRADE": "reads or changes $COURSE_GRADE_DIR", "solutions/": "reads solutions/",
            "/solutions": "reads solutions/"}
 PATCHERS = ("setattr", "delattr")
+# Ways to reach the checker's internals without naming course_lib ([17]): frames, function internals,
+# names built at run time, code built at run time, and a check() of one's own.
+FRAME_ATTRS = {"_getframe", "currentframe", "getouterframes", "getinnerframes", "walk_stack", "f_back", "f_globals",
+               "f_locals", "f_builtins", "tb_frame", "get_referrers", "get_referents", "get_objects"}
+INTERNAL_ATTRS = {"__globals__", "__closure__", "__code__", "__builtins__", "__subclasses__", "cell_contents"}
+DYNAMIC_NAME = ("getattr", "setattr", "delattr", "hasattr")
+DYNAMIC_CODE = ("exec", "eval", "compile", "__import__")
+STRINGS |= {s: "names frame or function internals in a string" for s in
+            ("_getframe", "__globals__", "f_back", "f_globals", "__closure__", "cell_contents")}
 
 
 def _python(source: str) -> str:
@@ -57,6 +68,7 @@ class _Scan(ast.NodeVisitor):
         return None
 
     def visit_Import(self, node: ast.Import) -> None:
+        self._redefines_check([a.asname for a in node.names if a.asname])
         for a in node.names:
             if a.name.startswith("course_lib"):
                 self.flag(a.name)
@@ -64,6 +76,8 @@ class _Scan(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
+        if module not in ("course_lib", "course_lib.exercises"):  # the honest `from course_lib import check`
+            self._redefines_check([a.asname or a.name for a in node.names])
         if node.level == 0 and module.startswith("course_lib"):
             for a in node.names:
                 self.flag(f"{module}.{a.name}")
@@ -73,13 +87,43 @@ class _Scan(ast.NodeVisitor):
         path = self.dotted(node)
         if path:
             self.flag(path, patched=isinstance(node.ctx, (ast.Store, ast.Del)))
+        if node.attr in FRAME_ATTRS or (node.attr in ("stack", "trace") and isinstance(node.value, ast.Name)
+                                        and node.value.id == "inspect"):
+            self.found.append(f"walks the interpreter's frames or objects (.{node.attr})")
+        if node.attr in INTERNAL_ATTRS:
+            self.found.append(f"reaches into a function's internals (.{node.attr})")
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name in PATCHERS and node.args and (self.dotted(node.args[0]) or "").startswith("course_lib"):
             self.found.append(f"monkeypatches {self.dotted(node.args[0])} with {name}()")
+        if name in DYNAMIC_NAME and len(node.args) > 1 and not isinstance(node.args[1], ast.Constant):
+            self.found.append(f"calls {name}() with an attribute name built at run time")
+        if name in DYNAMIC_NAME and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) \
+                and str(node.args[1].value) in FRAME_ATTRS | INTERNAL_ATTRS:
+            self.found.append(f"reaches into internals with {name}(..., {node.args[1].value!r})")
+        if name in DYNAMIC_CODE and node.args and not isinstance(node.args[0], ast.Constant):
+            self.found.append(f"runs code built at run time ({name})")
         self.generic_visit(node)
+
+    def _redefines_check(self, names) -> None:
+        if "check" in names:
+            self.found.append("redefines check()")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._redefines_check([node.name])
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._redefines_check([node.name])
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self._redefines_check([node.id])
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str):
