@@ -19,7 +19,7 @@ from ..models.vae import VAE, VAEConfig
 from ..train import TrainConfig
 from .common import Run, eval_size, keep_trained, quiet, sample_figures, train_with_snapshots, training_figures
 
-__all__ = ["vae_config", "train_vae", "iwae_k", "evaluate_vae", "BENCHMARKS"]
+__all__ = ["vae_config", "train_vae", "iwae_k", "evaluate_vae", "beta_runs", "BETAS", "BETA_STEPS", "BENCHMARKS"]
 
 
 def vae_config(course, dataset: str = "fashion-mnist", **changes) -> VAEConfig:
@@ -132,4 +132,70 @@ def bench_vae_digits(course) -> dict:
     return bench_vae(course, "digits")
 
 
-BENCHMARKS = {"vae": bench_vae, "vae-digits": bench_vae_digits}
+# Lecture 05's beta sweep: the 256-level VAE trained at one beta on the whole training split, long enough for
+# the held-out rate and distortion to settle (the line keeps their curve, so that can be checked), with
+# several seeds (`--seed`): one seed of a short run says nothing about beta.
+BETAS = ("0.25", "1", "4", "16")
+BETA_STEPS = {"smoke": 20, "cpu": 6000, "gpu": 6000}  # cpu: 6,000 batches of 128, about 13 passes over 60,000 images
+BETA_CURVE_POINTS = 6  # held-out (step, distortion, rate) this many times during the run
+BETA_CURVE_N = 500  # test images for each curve point (the final figures use the profile's eval_size)
+
+
+def beta_runs(lines: list[dict], min_seeds: int = 2) -> dict[float, dict[int, dict]]:
+    """beta -> {seed: line}, from `vae-beta` bench lines (the latest line of each beta and seed), betas in
+    increasing order. Every beta found needs `min_seeds` seeds: one seed says nothing about beta."""
+    runs: dict[float, dict[int, dict]] = {}
+    for line in sorted(lines, key=lambda line: line["date"]):
+        runs.setdefault(float(line["beta"]), {})[line["seed"]] = line
+    short = {beta: sorted(seeds) for beta, seeds in runs.items() if len(seeds) < min_seeds}
+    if not runs or short:
+        raise ValueError(f"the vae-beta bench has fewer than {min_seeds} seeds of {short or 'any beta'} (beta: seeds "
+                         f"found). Run `python -m course_lib.bench vae-beta --variant B --seed S --out benchmarks.jsonl` "
+                         f"for more seeds S.")
+    return dict(sorted(runs.items()))
+
+
+def bench_vae_beta(course, variant: str = "1", dataset: str = "fashion-mnist", steps: int | None = None) -> dict:
+    """A beta-VAE (lecture 05): the 256-level VAE trained on D + beta R; held-out distortion D, rate R, per-dim KL.
+
+    variant: beta, as text. Trains on the whole training split for BETA_STEPS[profile] steps (or `steps`),
+    batches of the profile's size; measures, on the profile's eval_size test images with one draw of z each
+    (the same draws for every beta and seed): distortion = -E log p(x|z), rate = KL(q(z|x) || N(0, I)), the
+    ELBO -(D + R), the training objective -(D + beta R), and the KL of each latent dimension. The line also
+    keeps `curve`: held-out [step, D, R] on BETA_CURVE_N test images, BETA_CURVE_POINTS times, to show whether
+    the run has settled. All in nats per image. Run each beta with several --seed.
+    """
+    beta = float(variant)
+    train = course.load_data(dataset, "train", size=None)
+    test = course.load_data(dataset, "test")
+    steps = steps or BETA_STEPS.get(course.profile.name, BETA_STEPS["cpu"])
+    vae = VAE(vae_config(course, dataset, beta=beta), seed=course.seed)
+    probe = test.images[:BETA_CURVE_N].to(course.device)
+    every = max(1, steps // BETA_CURVE_POINTS)
+    curve: list[list[float]] = []
+
+    def measure(trainer) -> None:  # the same held-out images and draws at every point
+        if trainer.step % every == 0 or trainer.step == steps:
+            f = evaluate_vae(vae, probe, k=1, generator=course.generator(4, device=course.device))
+            curve.append([trainer.step, round(-f["reconstruction"], 2), round(f["kl"], 3)])
+            vae.train()
+
+    config = TrainConfig(log_every=10, progress=False, callback_every=every)
+    run = train_vae(course, vae, train, steps=steps, snapshots=0, train_config=config, callback=measure)
+    keep_trained(course, vae, f"vae-beta-{variant}-seed{course.seed}", run.trainer)
+    f = evaluate_vae(vae, test.images, k=1, generator=course.generator(4, device=course.device))
+    per_dim = [round(v, 4) for v in f["kl_per_dim"]]
+    distortion, rate = -f["reconstruction"], f["kl"]
+    return {"dataset": dataset, "variant": variant, "beta": beta, "likelihood": vae.config.likelihood,
+            "z_dim": vae.config.z_dim, "width": vae.config.width, "train_images": len(train),
+            "batch_size": min(course.profile.batch_size, len(train)), **training_figures(run.trainer),
+            "train_loss": round(run.history["loss"][-1], 3), "eval_n": f["n"],
+            "distortion_nats": round(distortion, 3), "rate_nats": round(rate, 4), "elbo_nats": round(f["elbo"], 3),
+            "objective_nats": round(-(distortion + beta * rate), 3), "bpd": round(f["bpd"], 4),
+            "active_dims": f["active_dims"], "dims_over_0.1": sum(v > 0.1 for v in per_dim),
+            "kl_per_dim": per_dim, "curve": curve}
+
+
+bench_vae_beta.choices = {"variant": BETAS}
+
+BENCHMARKS = {"vae": bench_vae, "vae-digits": bench_vae_digits, "vae-beta": bench_vae_beta}

@@ -103,14 +103,16 @@ def _latent_map(vae: VAE, test, grid: int = 12) -> dict:
             "posterior_in_box": round(float((mu.abs() <= BOX_95).all(1).double().mean()), 4), "box_half_width": BOX_95}
 
 
-def measure(name: str, model: nn.Module, course, n: int | None = None) -> dict:
+def measure(name: str, model: nn.Module, course, n: int | None = None, samples: bool | None = None) -> dict:
     """Entry `name`'s figures, on `model` (the saved weights, loaded), at the course's profile's sizes.
 
     GANs: FD (and floor), KID, precision, recall, coverage of n samples; the label cGAN also class accuracy and
     per-class FD / recall; the caption cGAN attribute accuracy and how much its samples differ by z. VAEs: test
     ELBO and IWAE bounds in bits/dim, and the FD of n_fd = min(n, 2000) prior samples (decoder means); the 2-D
-    VAE its latent map. PixelCNN: test bits/dim on n images (sampling costs H W network steps: FD on a GPU only).
-    On a CPU the costly figures (IWAE with k samples an image, PixelCNN bits/dim) use the first
+    VAE its latent map. PixelCNN: test bits/dim on n images, and with `samples` the FD, precision and recall of
+    n_fd = min(n, 2000) samples and the seconds each took (sampling costs H W network steps, about 0.8 s an image
+    on one CPU core: by default on a GPU only; `bench zoo` always samples, so that a lecture can compare every
+    model at one n). On a CPU the costly figures (IWAE with k samples an image, PixelCNN bits/dim) use the first
     CPU_HEAVY_N test images; the figures record the sizes used (iwae_n, bpd_n).
     """
     run = RUNS[name]
@@ -168,10 +170,14 @@ def measure(name: str, model: nn.Module, course, n: int | None = None) -> dict:
         else:
             bpd_n = len(test) if cuda else min(len(test), CPU_HEAVY_N)
             out.update(test_bpd=round(evaluate_bpd(model, _first(test, bpd_n)), 4), bpd_n=bpd_n)
-            if cuda:
+            if cuda if samples is None else samples:
                 n_fd = min(n, 2000)
-                ev = evaluate(model.sample(n_fd, generator=g(3)), dataset, train=train, profile=course.profile, n=n_fd)
-                out.update({**sample_figures(ev), "eval_n": n, "fd_n": n_fd})
+                started = time.perf_counter()
+                x = model.sample(n_fd, generator=g(3))  # (n_fd, 1, H, W), H W network steps
+                seconds = time.perf_counter() - started
+                ev = evaluate(x, dataset, train=train, profile=course.profile, n=n_fd)
+                out.update({**sample_figures(ev), "eval_n": n, "fd_n": n_fd,
+                            "sample_seconds_per_image": round(seconds / n_fd, 4)})
     return out
 
 
@@ -330,14 +336,17 @@ def measure_entry(name: str, course, folder: Path, n: int | None = None, check: 
 
 # -- the bench ----------------------------------------------------------------------------------------------------
 def bench_zoo(course, entry: str = "dcgan-fashion-mnist-non-saturating") -> dict:
-    """A shipped zoo entry, loaded from its file: the figures its manifest records, measured again (no training)."""
+    """A shipped zoo entry, loaded from its file: the figures its manifest records, measured again (no training).
+
+    At the profile's eval_size (the cpu profile's 2,000: every family's samples at one n, with the FD floor at
+    that n); the PixelCNN's samples too, even on a CPU (about half an hour for 2,000 on one core)."""
     from ..zoo import manifest
 
     record = manifest().get(entry)
     if record is None:
         raise ZooError(f"The zoo ships no {entry!r} yet: train it with {RUNS[entry].command('cuda')}.")
     model = load_pretrained(entry, device=course.device)
-    return {**measure(entry, model, course), "steps": record["steps"], "trained_on": record["device"],
+    return {**measure(entry, model, course, samples=True), "steps": record["steps"], "trained_on": record["device"],
             "sha256": record["sha256"][:12]}
 
 
