@@ -165,10 +165,8 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     if bwrap:
         env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
-        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide],
-                                                                     opts.limits)}
-        if sandbox_user():  # the kernel runs as an unprivileged user: it may pass through root (not list it),
-            root.chmod(0o711)  # and write only its records and its sockets; grader/ stays the grader's (0700)
+        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide], opts.limits)}
+        if sandbox_user():  # root binds the folders; the kernel's unprivileged user writes only these two
             give_to_sandbox(ipc, records)
             spec["user"] = list(sandbox_user())  # the plugin hands it the connection file jupyter_client wrote
     (grader / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
