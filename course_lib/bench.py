@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", type=Path, default=None, help="also save the models each benchmark trains into this folder")
     p.add_argument("--loss", default=None, help="for benchmarks that take one (see --list): a loss, or 'all'")
     p.add_argument("--entry", default=None, help="for the zoo benchmark: a shipped entry, or 'all'")
-    p.add_argument("--variant", default=None, help="for the dcgan-ablation benchmark: an ablation, or 'all'")
+    p.add_argument("--variant", default=None, help="for dcgan-ablation: an ablation; for vae-beta: a beta (0.25, 1, 4, 16); or 'all'")
     args = p.parse_args(argv)
     benches = find_benchmarks()
     if args.list:
