@@ -44,6 +44,26 @@ OPTIONS = ("loss", "entry", "variant")  # the command-line options a benchmark m
 LINES_FILE = Path(__file__).resolve().parent.parent / "benchmarks.jsonl"  # the repository's record of every figure
 
 
+def latest_by_seed(lines: list[dict], key: Callable[[dict], object], expected: tuple = (), min_seeds: int = 2,
+                   rerun: str = "") -> dict:
+    """value -> {seed: line}: the latest line (by date) of each value of key(line) and seed.
+
+    expected: the values to keep, in that order, each required (others are dropped); empty: every value found,
+    sorted. Every value needs `min_seeds` seeds, one seed says nothing about it: otherwise a ValueError that
+    names what is short and the command `rerun` that adds seeds.
+    """
+    runs: dict = {value: {} for value in expected}
+    for line in sorted(lines, key=lambda line: line["date"]):
+        value = key(line)
+        if not expected or value in runs:
+            runs.setdefault(value, {})[line["seed"]] = line
+    short = {value: sorted(seeds) for value, seeds in runs.items() if len(seeds) < min_seeds}
+    if not runs or short:
+        raise ValueError(f"the bench has fewer than {min_seeds} seeds of {short or 'any value'} (value: seeds found). "
+                         f"Run `{rerun}` for more seeds S.")
+    return runs if expected else dict(sorted(runs.items()))
+
+
 def read_lines(model: str, path: str | Path | None = None, **match) -> list[dict]:
     """The lines of `benchmarks.jsonl` (or `path`) of benchmark `model` whose fields equal `match`, oldest first.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..bench import latest_by_seed
 from ..data import DATASETS, ImageData
 from ..metrics import evaluate
 from ..models.dcgan import DCGAN, DCGANConfig
@@ -126,16 +127,8 @@ def top_class(histogram) -> float:
 def ablation_runs(lines: list[dict], min_seeds: int = 2) -> dict[str, dict[int, dict]]:
     """variant -> {seed: line}, from `dcgan-ablation` bench lines (the latest line of each variant and seed),
     in ABLATIONS' order. Every variant needs `min_seeds` seeds: one seed says nothing about an ablation."""
-    runs: dict[str, dict[int, dict]] = {variant: {} for variant in ABLATIONS}
-    for line in sorted(lines, key=lambda line: line["date"]):
-        if line.get("variant") in runs:
-            runs[line["variant"]][line["seed"]] = line
-    short = {variant: sorted(seeds) for variant, seeds in runs.items() if len(seeds) < min_seeds}
-    if short:
-        raise ValueError(f"the ablation bench has fewer than {min_seeds} seeds of {short} (variant: seeds found). Run "
-                         f"`python -m course_lib.bench dcgan-ablation --variant all --seed S --out benchmarks.jsonl` "
-                         f"for more seeds S.")
-    return runs
+    return latest_by_seed(lines, lambda line: line.get("variant"), ABLATIONS, min_seeds,
+                          "python -m course_lib.bench dcgan-ablation --variant all --seed S --out benchmarks.jsonl")
 
 
 def bench_dcgan_ablation(course, variant: str = "baseline", dataset: str = "fashion-mnist") -> dict:

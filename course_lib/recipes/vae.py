@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..bench import latest_by_seed
 from ..data import DATASETS, ImageData
 from ..metrics import evaluate
 from ..models.likelihoods import _normal, binarize
@@ -144,15 +145,8 @@ BETA_CURVE_N = 500  # test images for each curve point (the final figures use th
 def beta_runs(lines: list[dict], min_seeds: int = 2) -> dict[float, dict[int, dict]]:
     """beta -> {seed: line}, from `vae-beta` bench lines (the latest line of each beta and seed), betas in
     increasing order. Every beta found needs `min_seeds` seeds: one seed says nothing about beta."""
-    runs: dict[float, dict[int, dict]] = {}
-    for line in sorted(lines, key=lambda line: line["date"]):
-        runs.setdefault(float(line["beta"]), {})[line["seed"]] = line
-    short = {beta: sorted(seeds) for beta, seeds in runs.items() if len(seeds) < min_seeds}
-    if not runs or short:
-        raise ValueError(f"the vae-beta bench has fewer than {min_seeds} seeds of {short or 'any beta'} (beta: seeds "
-                         f"found). Run `python -m course_lib.bench vae-beta --variant B --seed S --out benchmarks.jsonl` "
-                         f"for more seeds S.")
-    return dict(sorted(runs.items()))
+    return latest_by_seed(lines, lambda line: float(line["beta"]), (), min_seeds,
+                          "python -m course_lib.bench vae-beta --variant B --seed S --out benchmarks.jsonl")
 
 
 def bench_vae_beta(course, variant: str = "1", dataset: str = "fashion-mnist", steps: int | None = None) -> dict:
