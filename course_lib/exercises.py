@@ -1,4 +1,4 @@
-"""Exercise checks: the student's function against a trusted reference, on fixed cases.
+"""Exercise checks: the student's function against a trusted reference, on seeded cases.
 
 Each exercise has a stable id such as "lab00.to_signed". Its cases and reference live in
 `course_lib/labs/lab00.py`; its points and hint live in the solution notebook's cell
@@ -9,15 +9,26 @@ In a notebook, the check cell after an exercise is one line:
     check("lab00.to_signed", to_signed)
 
 It runs the student's function on every case, compares with the reference within the
-tolerances, and raises an AssertionError that says what differs. When a grader runs the
-notebook ($COURSE_GRADE_DIR set), the student's outputs are also written there, so the grader
-can compare them again in its own process, where nothing in the student's kernel can reach.
+tolerances, and raises an AssertionError that says what differs.
+
+When a grader runs the notebook, the kernel holds no reference and no case generator (the sandbox
+hides `course_lib/labs/`). The grader draws each run's cases with a secret salt mixed into every
+case seed (`salted`, `case_generator`), writes their inputs, as plain data, to $COURSE_GRADE_CASES,
+and check() only runs the student's function on them and records the outputs in $COURSE_GRADE_DIR.
+The grader compares them with the reference in its own process. A notebook cannot copy answers it
+has never seen, and a table of the answers to the cases a student sees at home fails on the
+grader's. What the kernel needs to call the function (turning a case's plain data into a module, a
+generator, a logits function) lives in `course_lib.harness`, which holds no reference.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import hashlib
 import importlib
 import os
+import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,9 +36,59 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Exercise", "register", "get_exercise", "check", "collect", "verify", "to_plain", "GRADE_DIR_VAR"]
+__all__ = ["Exercise", "register", "get_exercise", "check", "collect", "verify", "to_plain", "GRADE_DIR_VAR",
+           "GRADE_CASES_VAR", "salted", "graded", "case_seed", "case_generator", "case_random", "draw_cases"]
 
-GRADE_DIR_VAR = "COURSE_GRADE_DIR"
+GRADE_DIR_VAR = "COURSE_GRADE_DIR"  # where check() records the outputs, in grading mode
+GRADE_CASES_VAR = "COURSE_GRADE_CASES"  # where the grader put this run's case inputs, in grading mode
+
+# The grader's secret for one run, set only in the grader's own process while it draws or verifies that
+# run's cases. A context variable: each grading thread has its own, and a student's notebook sees 0.
+_SALT: contextvars.ContextVar[int] = contextvars.ContextVar("course_case_salt", default=0)
+
+# Some cases and references seed torch's global generator for a moment (a module's initial weights, under
+# models.base.seeded). That generator is one per process: two grading threads drawing at once would draw
+# each other's weights. The grader draws and verifies under this lock, one exercise at a time.
+_GLOBAL_RNG = threading.RLock()
+
+
+@contextlib.contextmanager
+def salted(salt: int):
+    """Draw cases with `salt` mixed into every case seed (the grader's, per run); salt 0: the cases a student sees."""
+    token = _SALT.set(int(salt))
+    try:
+        yield
+    finally:
+        _SALT.reset(token)
+
+
+def graded() -> bool:
+    """True while the grader draws a run's secret cases (case functions also vary their sizes then)."""
+    return _SALT.get() != 0
+
+
+def _mixed(seed: int) -> int:
+    salt = _SALT.get()
+    if not salt:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def case_seed(seed: int) -> int:
+    """An integer seed for a case (a torch.Generator the student's function gets, a module's initial weights):
+    `seed` at home, `seed` mixed with the grader's secret salt when graded."""
+    return _mixed(seed)
+
+
+def case_generator(seed: int) -> torch.Generator:
+    """The torch.Generator a lab's cases are drawn from: `seed` at home, `seed` mixed with the grader's salt when graded."""
+    return torch.Generator().manual_seed(_mixed(seed))
+
+
+def case_random(seed: int) -> random.Random:
+    """A random.Random for a case function's choices (sizes, kinds, order), seeded like case_generator."""
+    return random.Random(_mixed(seed))
 
 
 @dataclass(frozen=True)
@@ -46,9 +107,14 @@ class Exercise:
     atol: float = 1e-6
     compare: Callable[[Any, Any, tuple], None] | None = None
     describe: str = ""  # what the check checks, shown on success
-    # (name in the student's code, exercise id): while this exercise is checked, that name is the other
-    # exercise's reference, so a mistake in an earlier exercise costs that exercise only, not this one too
-    builds_on: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def builds_on(self) -> tuple[tuple[str, str], ...]:
+        """(name in the student's code, exercise id) pairs, from course_lib.harness: while this exercise is checked,
+        that name is the other exercise's reference, so a mistake in an earlier exercise costs only that one."""
+        from . import harness
+
+        return tuple((name, other) for name, other, _ in harness.builds_on(self.id))
 
 
 REGISTRY: dict[str, Exercise] = {}
@@ -172,14 +238,17 @@ def _filled(cell: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _earlier_answers_replaced(ex: Exercise, fn: Any):
-    """While `ex` is checked, each name in ex.builds_on is the reference of the exercise it names."""
+def _earlier_answers_replaced(exercise_id: str, fn: Any):
+    """While an exercise is checked, each name it builds on is the reference of the exercise that name answers."""
+    from . import harness
+
+    earlier = harness.builds_on(exercise_id)
     saved: list[tuple[dict, str, Any]] = []
-    for ns in _student_namespaces(fn) if ex.builds_on else ():
-        for name, other in ex.builds_on:
+    for ns in _student_namespaces(fn) if earlier else ():
+        for name, _, reference in earlier:
             if name in ns:
                 saved.append((ns, name, ns[name]))
-                ns[name] = get_exercise(other).reference
+                ns[name] = reference()
     try:
         yield
     finally:
@@ -187,20 +256,53 @@ def _earlier_answers_replaced(ex: Exercise, fn: Any):
             ns[name] = value
 
 
+def draw_cases(ex: Exercise) -> list[tuple]:
+    """The exercise's cases as plain data (tensors, numbers, strings, containers), what the grader hands a kernel."""
+    with _GLOBAL_RNG:
+        cases = [tuple(case) for case in ex.cases()]
+    for k, case in enumerate(cases):
+        odd = _odd_value(case)
+        if odd:
+            raise TypeError(f"{ex.id}, case {k + 1}: a case must be plain data for the grader to hand it to a kernel, "
+                            f"found a {odd}; build it in course_lib.harness.prepare instead.")
+    return cases
+
+
+def _odd_value(value: Any) -> str | None:
+    if type(value) in (list, tuple):
+        return next((t for t in map(_odd_value, value) if t), None)
+    if type(value) is dict:
+        return next((t for t in map(_odd_value, value.values()) if t), None)
+    return None if type(value) in (torch.Tensor, float, int, bool, str, type(None)) else type(value).__name__
+
+
+def _run(exercise_id: str, fn: Callable[..., Any], cases: Sequence[tuple]) -> list[Any]:
+    from . import harness
+
+    if not callable(fn):
+        raise TypeError(f"{exercise_id}: check() needs the function you wrote, got {type(fn).__name__}.")
+    return [to_plain(fn(*harness.prepare(exercise_id, case))) for case in cases]
+
+
 def collect(ex: Exercise, fn: Callable[..., Any]) -> list[Any]:
     """Run the student's function on every case; return the outputs as plain data."""
-    if not callable(fn):
-        raise TypeError(f"{ex.id}: check() needs the function you wrote, got {type(fn).__name__}.")
-    return [to_plain(fn(*args)) for args in ex.cases()]
+    return _run(ex.id, fn, ex.cases())
 
 
 def verify(ex: Exercise, outputs: Sequence[Any]) -> int:
-    """Compare outputs with the reference on fresh cases; return the number of cases checked."""
+    """Compare outputs with the reference on fresh cases (the grader's salted ones while `salted`); return how many."""
+    with _GLOBAL_RNG:
+        return _verify(ex, outputs)
+
+
+def _verify(ex: Exercise, outputs: Sequence[Any]) -> int:
+    from . import harness
+
     cases = list(ex.cases())
     if len(outputs) != len(cases):
         raise AssertionError(f"{ex.id}: expected {len(cases)} outputs, got {len(outputs)}.")
     for k, (args, got) in enumerate(zip(cases, outputs)):
-        want = to_plain(ex.reference(*args))
+        want = to_plain(ex.reference(*harness.prepare(ex.id, args)))
         where = f"{ex.id}, case {k + 1} of {len(cases)}"
         if ex.compare is not None:
             ex.compare(got, want, args)
@@ -209,20 +311,43 @@ def verify(ex: Exercise, outputs: Sequence[Any]) -> int:
     return len(cases)
 
 
-def _record(ex: Exercise, outputs: list[Any]) -> None:
+def _record(exercise_id: str, outputs: list[Any]) -> None:
     folder = os.environ.get(GRADE_DIR_VAR)
     if not folder:
         return
     from .checkpoint import atomic_save
 
-    atomic_save({"exercise": ex.id, "outputs": outputs}, Path(folder) / f"{ex.id}.pt")
+    atomic_save({"exercise": exercise_id, "outputs": outputs}, Path(folder) / f"{exercise_id}.pt")
+
+
+def _graded_cases(exercise_id: str) -> list[tuple] | None:
+    """In grading mode, the inputs the grader drew for this run; None in a student's own notebook."""
+    folder = os.environ.get(GRADE_CASES_VAR)
+    if not folder:
+        return None
+    path = Path(folder) / f"{exercise_id}.pt"
+    if not path.is_file():
+        raise AssertionError(f"{exercise_id}: the grader left no cases for this exercise ({path}).")
+    cases = torch.load(path, map_location="cpu", weights_only=True)
+    return [tuple(case) for case in cases]
 
 
 def check(exercise_id: str, fn: Callable[..., Any]) -> None:
-    """Check the student's `fn` for an exercise; print a line on success, raise AssertionError if not."""
+    """Check the student's `fn` for an exercise; print a line on success, raise AssertionError if not.
+
+    In grading mode ($COURSE_GRADE_CASES set) it runs `fn` on the grader's secret cases and records the outputs;
+    the comparison happens in the grader, so nothing is printed about right or wrong here.
+    """
+    cases = _graded_cases(exercise_id)
+    if cases is not None:
+        with _earlier_answers_replaced(exercise_id, fn):
+            outputs = _run(exercise_id, fn, cases)
+        _record(exercise_id, outputs)
+        print(f"{exercise_id}: {len(outputs)} outputs recorded for the grader")
+        return
     ex = get_exercise(exercise_id)
-    with _earlier_answers_replaced(ex, fn):
+    with _earlier_answers_replaced(ex.id, fn):
         outputs = collect(ex, fn)
-    _record(ex, outputs)
+    _record(ex.id, outputs)
     n = verify(ex, outputs)
     print(f"✓ {ex.id}: matches the reference on {n} case{'s' * (n != 1)}" + (f" ({ex.describe})" if ex.describe else ""))

@@ -273,7 +273,7 @@ def test_slerp_rotates_by_a_fraction_of_the_angle():
 # -- lab 3: the checks pass the references and fail what they should --------------------------------------
 def test_lab03_checks_accept_the_course_networks_and_reject_other_designs():
     from course_lib import check
-    from course_lib.labs.lab03 import facts
+    from course_lib.harness.lab03 import facts
 
     def course_g(z_dim, width, size, z):
         return facts(Generator(DCGANConfig(z_dim=z_dim, width=width, image_size=size)), z)
@@ -323,7 +323,7 @@ class FunctionalD(nn.Module):
 
 def test_lab03_discriminator_check_reads_behaviour_not_module_names():
     from course_lib import check
-    from course_lib.labs.lab03 import facts
+    from course_lib.harness.lab03 import facts
 
     def d(**kw):
         return lambda w, s, x: facts(FunctionalD(w, s, **kw), x)

@@ -223,7 +223,8 @@ def test_sign_error_in_discriminator_loss_loses_exactly_that_exercise(graded):
 def test_deleted_check_cells_are_still_run(graded):
     # Both check cells were deleted: the wrong exercise still fails its check, the right one
     # still earns its point, which it can only do through outputs its check recorded.
-    assert "AssertionError" in reason(graded, "sign_error01", "lab01.discriminator_loss")
+    # (the kernel's check only records, on the grader's secret cases; the grader finds the difference)
+    assert "differ from the reference" in reason(graded, "sign_error01", "lab01.discriminator_loss")
     assert points(graded, "sign_error01")["lab01.kl_gaussian"] == full_marks(graded, "lab01")["lab01.kl_gaussian"]
 
 
@@ -326,8 +327,8 @@ def test_the_submission_timeout_ends_the_run():
     tag = f"cg-timeout-{os.getpid()}"
     cells = [grading.Cell(STUBBORN.format(tag=tag), "context")]
     start = time.monotonic()
-    run, folder = grading.run_cells(cells, grading.GradeOptions(cell_timeout=300), deadline=time.monotonic() + 25)
-    assert run.timed_out and time.monotonic() - start < 300, "the 25 s deadline, not the cell's 300 s, ends the run"
+    run, folder = grading.run_cells(cells, grading.GradeOptions(cell_timeout=300), deadline=time.monotonic() + 12)
+    assert run.timed_out and time.monotonic() - start < 300, "the 12 s deadline, not the cell's 300 s, ends the run"
     assert run.results[0] is None  # the cell was running: no result, and nothing left behind
     assert leftover(tag) == []
     shutil.rmtree(folder)

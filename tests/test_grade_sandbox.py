@@ -4,7 +4,9 @@ One batch (through the command line, --jobs 2, --require-sandbox) holds every ca
 forged bookkeeping, a thread forging records, a daemon aimed at the next student, a double-forked
 process, a cell that kills the grader, exit() in an exercise and in the setup cell (three times
 the same file), the answer below the stub, a patched collect(), the imported reference, reading
-solutions/, lying return types and a cell timeout. EXPECTED is the fair score of each; `ps`
+solutions/, lying return types and a cell timeout; and the forgeries that earned points from a blank lab
+before each run had secret cases (a check() of one's own, check.__globals__, frame walking, a table of
+the answers seen at home). EXPECTED is the fair score of each; `ps`
 before and after checks that nothing any of them started is still alive.
 """
 from __future__ import annotations
@@ -148,6 +150,82 @@ class Liar(float):
 """
 
 
+
+# -- forged records: a blank lab trying every way to points without solving ([17] finding 2) ----------------
+
+FORGER = r'''
+import base64, io, os, sys, threading, time
+import torch
+HOME_ANSWERS = torch.load(io.BytesIO(base64.b64decode(PAYLOAD)), weights_only=True)  # {id: [(inputs, outputs)]}
+
+def same(a, b):
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+def forge_records(ex_id):
+    """Write the answers seen at home where the grader reads check()'s records."""
+    from course_lib.checkpoint import atomic_save
+    folder = os.environ["COURSE_GRADE_" + "DIR"]
+    atomic_save({"exercise": ex_id, "outputs": [out for _, out in HOME_ANSWERS[ex_id]]}, os.path.join(folder, ex_id + ".pt"))
+
+def answer(ex_id, args):
+    """The home answer of a case with these inputs, or else the first one (a lookup table)."""
+    for inputs, out in HOME_ANSWERS[ex_id]:
+        if same(list(inputs), list(args)):
+            return out
+    return HOME_ANSWERS[ex_id][0][1]
+'''
+
+TECHNIQUES = {  # technique -> (code in the helpers' cell, the body of each exercise function it answers)
+    # a table of the answers to the cases seen at home, looked up by the inputs
+    "lookup": ("", "return answer({id!r}, args)"),
+    # the real check's globals: get_exercise, and the reference it holds
+    "globals": ("", "return getattr(check, '__glo' + 'bals__')['get_exercise']({id!r}).reference(*args)"),
+    # up the stack from the function to the check, and whatever reference a frame there holds
+    "frames": ("", "f = sys._getframe(1)\n    while f is not None:\n"
+                   "        for v in list(f.f_locals.values()):\n"
+                   "            if hasattr(v, 'reference') and getattr(v, 'id', None) == {id!r}:\n"
+                   "                return v.reference(*args)\n        f = f.f_back\n"
+                   "    raise NotImplementedError"),
+    # check() of one's own: it writes the home answers where the grader reads them (a thread doing the same
+    # whatever check() does is FORGING_THREAD above)
+    "own_check": ("def check(exercise_id, fn):\n    forge_records(exercise_id)\n", "raise NotImplementedError"),
+}
+
+
+def home_answers_payload() -> str:
+    import base64
+    import io
+
+    import torch
+
+    from course_lib.exercises import _run, draw_cases, get_exercise
+
+    table = {}
+    for name in IDS:
+        ex = get_exercise(f"lab01.{name}")
+        cases = draw_cases(ex)  # salt 0: the cases every student sees at home
+        table[ex.id] = list(zip(cases, _run(ex.id, ex.reference, cases)))
+    buf = io.BytesIO()
+    torch.save(table, buf)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def forged_lab01(techniques: list[str], payload: str) -> nbformat.NotebookNode:
+    """A blank lab 01 whose exercises are answered by these techniques in turn, their helpers after the setup cell."""
+    nb = notebook("labs")
+    first = next(k for k, c in enumerate(nb.cells) if c.cell_type == "code")
+    setup = "".join(TECHNIQUES[t][0] for t in techniques)
+    nb.cells.insert(first + 1, nbformat.v4.new_code_cell(f"PAYLOAD = {payload!r}\n{FORGER}\n{setup}"))
+    for k, name in enumerate(IDS):
+        body = TECHNIQUES[techniques[k % len(techniques)]][1].format(id=f"lab01.{name}")
+        nb.cells[at(nb, name)].source = f"def {name}(*args):\n    {body}"
+    return nb
+
+
 def solution_source(name: str) -> str:
     nb = notebook("solutions")
     return nb.cells[at(nb, name)].source
@@ -156,6 +234,7 @@ def solution_source(name: str) -> str:
 def submissions() -> dict[str, tuple[nbformat.NotebookNode, float, bool]]:
     """student -> (notebook, expected total of 7, flagged for review)."""
     blank, sol = lambda: notebook("labs"), lambda: notebook("solutions")
+    payload = home_answers_payload()
     exits = body(body(body(sol(), "jsd", "exit()"), "kl_gaussian", "quit()"), "optimal_discriminator",
                  "import sys; sys.exit(3)")
     exits = body(exits, "mode_coverage", "import os; os._exit(5)")
@@ -178,13 +257,17 @@ def submissions() -> dict[str, tuple[nbformat.NotebookNode, float, bool]]:
         "exits_c": (exits, 3, False),
         "exit_in_setup": (setup_exit, 7, False),
         "answer_below_stub": (below_stubs(blank(), solution_source), 7, False),
-        "patched_collect": (add(blank(), PATCHED_COLLECT), 7, True),
+        # 7 of 7 before secret cases: in grading mode the kernel holds no reference to collect or import
+        "patched_collect": (add(blank(), PATCHED_COLLECT), 0, True),
         "imported_reference": (below_stubs(blank(), lambda n: (
             "from course_lib.exercises import get_exercise\n"
-            f"{n} = get_exercise('lab01.{n}').reference")), 7, True),
+            f"{n} = get_exercise('lab01.{n}').reference")), 0, True),
         "read_solutions": (below_stubs(blank(), lambda n: READ_SOLUTIONS), 0, True),
         "lying_types": (lying, 5, False),  # jsd reuses kl_discrete, but is checked with the reference kl_discrete
         "timeout_kept": (slow, 7, False),
+        # each of these earned points from a blank lab before secret cases ([17] finding 2): now 0 whatever they write
+        "forged_answers": (forged_lab01(["lookup", "globals", "frames"], payload), 0, True),  # each on 2 or 3 exercises
+        "forged_check": (forged_lab01(["own_check"], payload), 0, True),
     }
 
 

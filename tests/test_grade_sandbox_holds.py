@@ -231,3 +231,4 @@ def test_review_flags_each_forging_technique(source, words):
     from course_lib.grading.review import review
 
     assert words in review([Cell(source, "context")])
+

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from course_lib import check
 from course_lib.exercises import compare_close, get_exercise, to_plain
+from course_lib.harness import prepare
 from course_lib.labs.lab04 import class_accuracy, class_accuracy_cases, condition_input_and_gradient, matching_aware_cases
 from course_lib.models.cgan import concat_noise, matching_aware_d_loss, projection_logits
 
@@ -13,8 +14,8 @@ from course_lib.models.cgan import concat_noise, matching_aware_d_loss, projecti
 def one_case(ex_id, fn, k):
     """Compare fn with the reference on case k alone (a case where a mistake raises no error)."""
     ex = get_exercise(ex_id)
-    args = ex.cases()[k]
-    compare_close(to_plain(fn(*args)), to_plain(ex.reference(*ex.cases()[k])), ex.rtol, ex.atol)
+    args = prepare(ex_id, ex.cases()[k])  # the kernel's arguments, built from the case's plain data
+    compare_close(to_plain(fn(*args)), to_plain(ex.reference(*prepare(ex_id, ex.cases()[k]))), ex.rtol, ex.atol)
 
 
 def reported(fn):
@@ -113,5 +114,5 @@ def test_class_accuracy_check():
 
 
 def test_the_embedding_case_is_a_real_table():  # freshness and determinism: tests/test_exercises.py, every lab
-    e = get_exercise("lab04.condition_input").cases()[0][2]
+    e = prepare("lab04.condition_input", get_exercise("lab04.condition_input").cases()[0])[2]  # the table, as the kernel gets it
     assert torch.equal(concat_noise(torch.zeros(1, 2), e(torch.tensor([3])))[0, 2:], e.weight[3].detach())

@@ -32,7 +32,7 @@ def judge(ex: RefExercise, cells: list[Cell], run: Run) -> Outcome:
     result = run.results[check] or {"status": "lost", "reason": "check cell did not run"}
     own = [run.results[i] for i, c in enumerate(cells) if c.role == "exercise" and c.exercise == ex.id]
     if result["status"] == "passed":
-        reason = verify_recorded(ex.id, run.records.get(ex.id))
+        reason = verify_recorded(ex.id, run.records.get(ex.id), run.salt)
         slow = [r for r in own if r is not None and r["status"] == "timeout"]
         if slow and not reason:  # e.g. a demo loop after the def, interrupted; the function itself is right
             return Outcome(ex.points, ex.points, f"full points, but its exercise cell {slow[-1]['reason']} (interrupted)")

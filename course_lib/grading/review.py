@@ -2,7 +2,8 @@
 
 A kernel can always forge what check() records (it runs the student's code), so these are not
 zeroed, only flagged with the reason for a person to look at: imports or uses of the reference
-implementations (course_lib.labs), of course_lib.exercises beyond check(), of the grader, of
+implementations (course_lib.labs), of the checks' harness (course_lib.harness), of course_lib.exercises
+beyond check(), of the grader, of
 $COURSE_GRADE_DIR or solutions/, monkeypatching of course_lib, walking the interpreter's frames
 (sys._getframe, f_back, gc.get_referrers), a function's internals (__globals__, __closure__),
 getattr or exec of names and code built at run time, and a check() of one's own. The setup cell's honest
@@ -17,10 +18,12 @@ import re
 from .reference import Cell
 
 FORBIDDEN = {"course_lib.labs": "imports the reference implementations (course_lib.labs)",
+             "course_lib.harness": "uses the checks' harness (course_lib.harness), which only check cells need",
              "course_lib.grading": "uses the grader (course_lib.grading)",
              "course_lib.exercises": "uses course_lib.exercises beyond check()"}
 ALLOWED = {"course_lib.exercises.check"}
 STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercises": FORBIDDEN["course_lib.exercises"],
+           "course_lib.harness": FORBIDDEN["course_lib.harness"],
            "COURSE_GRADE": "reads or changes $COURSE_GRADE_DIR", "solutions/": "reads solutions/",
            "/solutions": "reads solutions/"}
 PATCHERS = ("setattr", "delattr")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..data import ENV_VAR as DATA_VAR
 from ..data import SYSTEM_DIRS_VAR
-from ..exercises import GRADE_DIR_VAR
+from ..exercises import GRADE_CASES_VAR, GRADE_DIR_VAR, draw_cases, get_exercise, salted
 from ..profiles import ENV_VAR as PROFILE_VAR
 from .reference import Cell, write_notebook
-from .sandbox import HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from .sandbox import CASES, HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -43,6 +43,7 @@ class Run:
     results: list[dict | None]  # one per cell: the plugin's record, None if the cell never ran
     records: dict[str, bytes]  # what each check() recorded, read by pytest right after its check cell
     timed_out: bool  # the submission's time ran out and the run was killed
+    salt: int = 0  # the run's secret: its cases were drawn with it, and are verified with it
 
 
 # pytest with plugin.py loaded from its file: `-p course_lib.grading.plugin` would import the whole
@@ -90,7 +91,7 @@ def end_run(proc: subprocess.Popen, marker: str) -> None:
     psutil.wait_procs(victims, timeout=5)
 
 
-def kernel_env(profile: str, home: str, tmp: str, records: str, marker: str) -> dict[str, str]:
+def kernel_env(profile: str, home: str, tmp: str, records: str, marker: str, cases: str = "") -> dict[str, str]:
     """The kernel's whole environment: scratch HOME and Jupyter folders, nothing else of the grader's."""
     env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
     env.update({
@@ -102,15 +103,27 @@ def kernel_env(profile: str, home: str, tmp: str, records: str, marker: str) -> 
         "PYDEVD_DISABLE_FILE_VALIDATION": "1", PROFILE_VAR: profile,
         GRADE_DIR_VAR: records, RUN_MARKER_VAR: marker,
     })
+    if cases:  # grading: check() runs the student's function on these inputs and leaves the verdict to the grader
+        env[GRADE_CASES_VAR] = cases
     return env
 
 
-def run_env(root: Path, records: Path, marker: str, profile: str) -> dict[str, str]:
+def run_env(root: Path, records: Path, marker: str, profile: str, cases: Path | None = None) -> dict[str, str]:
     """pytest's environment (and the kernel's, without a sandbox): scratch folders under root."""
     home, tmp = root / "home", root / "tmp"
     for d in (home, tmp):
         d.mkdir(parents=True, exist_ok=True)
-    return kernel_env(profile, str(home), str(tmp), str(records), marker)
+    return kernel_env(profile, str(home), str(tmp), str(records), marker, str(cases) if cases else "")
+
+
+def write_cases(cells: list[Cell], folder: Path, salt: int) -> None:
+    """The inputs of every checked exercise's cases, drawn with the run's secret salt, as plain data for the kernel."""
+    import torch
+
+    for ex_id in sorted({c.exercise for c in cells if c.role == "check" and c.exercise}):
+        with salted(salt):
+            cases = draw_cases(get_exercise(ex_id))
+        torch.save(cases, folder / f"{ex_id}.pt")
 
 
 def sandbox_or_none(opts: GradeOptions) -> str | None:
@@ -155,17 +168,20 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     root = Path(tempfile.mkdtemp(prefix="course-grade-"))
     work, grader, ipc = root / "work", root / "grader", root / "ipc"  # pytest's cwd; only the grader's; sockets
     records = root / f"records-{secrets.token_hex(8)}"  # the kernel writes here; the plugin reads right after a check
-    for d in (work, grader, ipc, records):
+    cases = root / "cases"  # the kernel reads its inputs here; the salt they were drawn with stays in this process
+    for d in (work, grader, ipc, records, cases):
         d.mkdir()
+    salt = secrets.randbits(62) | 1  # never 0, the cases a student sees at home
+    write_cases(cells, cases, salt)
     notebook = grader / "submission.ipynb"
     write_notebook(cells, notebook)
     (grader / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     marker, bwrap = secrets.token_hex(16), sandbox_or_none(opts)
     spec: dict = {"startup": str(STARTUP)}
     if bwrap:
-        env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker)
+        env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker, CASES)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
-        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide], opts.limits)}
+        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide], opts.limits, cases)}
         if sandbox_user():  # root binds the folders; the kernel's unprivileged user writes only these two
             give_to_sandbox(ipc, records)
             spec["user"] = list(sandbox_user())  # the plugin hands it the connection file jupyter_client wrote
@@ -181,7 +197,7 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     timed_out, lines = False, []
     with open(grader / "pytest.log", "wb") as out:
         try:
-            proc = subprocess.Popen(cmd, cwd=work, env=run_env(root, records, marker, opts.profile),
+            proc = subprocess.Popen(cmd, cwd=work, env=run_env(root, records, marker, opts.profile, cases),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, pass_fds=(write_fd,))
         finally:
@@ -199,4 +215,4 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
                 _LIVE.discard(proc)
         reader.join(timeout=10)
     results, records_read = parse_results(lines, cells)
-    return Run(results, records_read, timed_out), root
+    return Run(results, records_read, timed_out, salt), root

@@ -32,7 +32,9 @@ from ..paths import REPO_ROOT
 
 HOME, WORK = "/tmp/home", "/tmp/work"  # inside the sandbox, on its private tmpfs
 RECORDS = "/course-grade/records"  # $COURSE_GRADE_DIR inside the sandbox
+CASES = "/course-grade/cases"  # $COURSE_GRADE_CASES inside the sandbox: this run's case inputs, read-only
 HIDDEN = ("solutions", ".git")  # parts of the course the kernel must not see
+LABS = Path(__file__).resolve().parents[1] / "labs"  # the references and case generators, wherever the library is
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf", "hosts",
        "fonts", "alternatives", "mime.types", "ssl")
 UNSANDBOXED_RISK = ("each kernel runs with your rights: it can read and write your files (the grader's "
@@ -178,7 +180,7 @@ def _data_binds(env: dict[str, str]) -> list[str]:
 
 def _hide(paths: list[Path]) -> list[str]:
     """Cover what the kernel must not see inside the course: an empty folder over it, /dev/null over a file."""
-    args: list[str] = []
+    args: list[str] = ["--tmpfs", str(LABS)]  # bound with the course or with the Python environment, before this
     root = REPO_ROOT.resolve()
     for p in [root / h for h in HIDDEN] + [Path(p).resolve() for p in paths]:
         if p == root or not p.is_relative_to(root) or not p.exists():
@@ -205,11 +207,12 @@ class Limits:
 
 
 def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide: list[Path],
-                 limits: Limits | None = None) -> list[str]:
+                 limits: Limits | None = None, cases: Path | None = None) -> list[str]:
     """The bwrap command line that the kernel's own command follows.
 
     ipc: the folder of the kernel's sockets and connection file, bound at the same path.
-    records: bound read-write at RECORDS. env: the kernel's whole environment (--clearenv).
+    records: bound read-write at RECORDS. cases: this run's case inputs, bound read-only at CASES.
+    env: the kernel's whole environment (--clearenv).
     hide: folders or files inside the course to cover (the submissions, the reports, ...).
     limits: memory and process caps, set inside the innermost user namespace (default Limits()).
     The kernel's HOME and working folder are open to all (0777): only its own user is in the sandbox.
@@ -220,7 +223,8 @@ def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide
             "--perms", "01777", "--tmpfs", "/tmp", "--perms", "0777", "--dir", HOME, "--perms", "0777", "--dir", WORK,
             *_python_binds(), *_parents(REPO_ROOT), "--ro-bind", str(REPO_ROOT), str(REPO_ROOT), *_hide(hide),
             *_data_binds(env), *_parents(ipc), "--bind", str(ipc), str(ipc), *_parents(RECORDS),
-            "--bind", str(records), RECORDS, "--chdir", WORK, "--clearenv"]
+            "--bind", str(records), RECORDS, *(["--ro-bind", str(cases), CASES] if cases else []),
+            "--chdir", WORK, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return [*args, "--", *inside, *(limits or Limits()).prefix()]

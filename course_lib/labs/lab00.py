@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..exercises import Exercise, register
+from ..exercises import Exercise, case_generator, register
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
@@ -19,14 +19,14 @@ def class_means(images: torch.Tensor, labels: torch.Tensor, n_classes: int) -> t
 
 
 def _signed_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(0)
+    g = case_generator(0)
     return [(torch.rand(4, 1, 5, 5, generator=g),),
             (torch.tensor([[[[0.0, 0.5, 1.0]]]]),),
             (torch.rand(2, 3, 2, 2, generator=g),)]
 
 
 def _means_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(1)
+    g = case_generator(1)
     labels = torch.tensor([0, 2, 2, 1, 0, 2])
     return [(torch.rand(6, 1, 3, 3, generator=g), labels, 3),
             (torch.rand(5, 1, 2, 2, generator=g), torch.tensor([1, 1, 3, 3, 3]), 4),  # classes 0 and 2 absent

@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..divergences import jsd_discrete, kl_discrete, kl_gaussian, optimal_discriminator
-from ..exercises import Exercise, register
+from ..exercises import Exercise, case_generator, case_random, graded, register
 from ..distributions import Mixture
 from ..models.gan import discriminator_loss, generator_loss
 from ..recipes.toy_gan import mode_coverage
@@ -21,7 +21,7 @@ F64 = torch.float64
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return case_generator(seed)  # `seed` at home; mixed with the grader's secret salt when graded
 
 
 def _simplex(g: torch.Generator, shape: tuple[int, ...], zeros: float = 0.0) -> torch.Tensor:
@@ -61,10 +61,17 @@ def jsd_cases() -> list[tuple]:
 
 def optimal_discriminator_cases() -> list[tuple]:
     x = torch.linspace(-4, 4, 41, dtype=F64)
-    p_data = Mixture([0.5, 0.5], [-1.5, 1.5], [0.5, 0.5]).pdf(x)
-    p_g = Mixture.gaussian(0.5, 1.0).pdf(x)
+    spread, width, g_mean, g_std = 1.5, 0.5, 0.5, 1.0
     zero_both = torch.tensor([0.3, 0.0, 0.0, 0.2, 1.0], dtype=F64)
     other = torch.tensor([0.1, 0.4, 0.0, 0.0, 1.0], dtype=F64)  # index 2: both zero -> 1/2
+    if graded():  # the grader's secret cases: other densities on another grid, zeros elsewhere
+        r = case_random(107)
+        x = torch.linspace(-r.uniform(3, 5), r.uniform(3, 5), r.randint(31, 61), dtype=F64)
+        spread, width, g_mean, g_std = r.uniform(0.8, 2.5), r.uniform(0.3, 0.8), r.uniform(-1, 1), r.uniform(0.7, 1.5)
+        order = torch.randperm(5, generator=_gen(107))
+        zero_both, other = zero_both[order], other[order]
+    p_data = Mixture([0.5, 0.5], [-spread, spread], [width, width]).pdf(x)
+    p_g = Mixture.gaussian(g_mean, g_std).pdf(x)
     return [(p_data, p_g), (p_g, p_data), (zero_both, other)]
 
 
@@ -101,7 +108,6 @@ register(Exercise("lab01.kl_discrete", kl_discrete_cases, kl_discrete, rtol=1e-6
 register(Exercise("lab01.kl_gaussian", kl_gaussian_cases, kl_gaussian, rtol=1e-6, atol=1e-9,
                   describe="closed-form Gaussian KL"))
 register(Exercise("lab01.jsd", jsd_cases, jsd_discrete, rtol=1e-6, atol=1e-9,
-                  builds_on=(("kl_discrete", "lab01.kl_discrete"),),
                   describe=f"including disjoint supports, where JSD = log 2 = {math.log(2):.4f}"))
 register(Exercise("lab01.optimal_discriminator", optimal_discriminator_cases, optimal_discriminator,
                   rtol=1e-6, atol=1e-9, describe="D* = p_data / (p_data + p_g), 1/2 where both are 0"))

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from ..exercises import Exercise, register
+from ..exercises import Exercise, case_generator, register
 from ..metrics import frechet_gaussians, memorisation_ratio, prdc
 
 F64 = torch.float64
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return case_generator(seed)  # `seed` at home; mixed with the grader's secret salt when graded
 
 
 def _spd(g: torch.Generator, d: int, rank: int | None = None) -> torch.Tensor:

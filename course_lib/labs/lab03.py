@@ -1,8 +1,8 @@
 """Lab 3 checks: DCGAN's generator and discriminator, the hinge losses, the gradient penalty, slerp.
 
 The networks are checked by what they do, not by how they are written. The lab's check cells
-pass `facts(net, x)` (imported from here in the check cell, so a notebook cannot redefine it): the
-network's output on a fixed input, the torch functions its forward pass calls (seen through a
+pass `facts(net, x)` (imported from course_lib.harness.lab03 in the check cell, so a notebook cannot
+redefine it): the network's output on the case's input, the torch functions its forward pass calls (seen through a
 TorchFunctionMode, so `F.max_pool2d` counts as surely as `nn.MaxPool2d`), how many of its
 convolutions stride, and its output with every parameter ten times larger. The compare functions
 then ask for the contract: the reference's output shape (one score per image for D), G's outputs in
@@ -10,19 +10,19 @@ then ask for the contract: the reference's output shape (one score per image for
 strided convolutions and LeakyReLU, no pooling and no sigmoid in D), and raw scores from D: a score
 that stays within [-1, 1] when the weights grow tenfold has been squashed, however it was written. The
 gradient penalty is checked with its gradient with respect to the critic's weights, so a penalty
-that cannot train the critic (no `create_graph=True`) fails. Every case is drawn from a seeded
-generator, fresh on each call.
+that cannot train the critic (no `create_graph=True`) fails; its critics travel to the kernel as plain
+data (kind and weights) and are rebuilt there by course_lib.harness.lab03. Every case is drawn from a
+seeded generator, fresh on each call, with the grader's secret salt in a grading run.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from ..exercises import Exercise, register
+from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register
+from ..harness.lab03 import critic, critic_spec, facts
 from ..models.base import seeded
 from ..latent import slerp
 from ..models.dcgan import DCGANConfig, Discriminator, Generator
@@ -33,52 +33,12 @@ NET_SIZES = [(16, 4, 8), (32, 8, 28), (8, 2, 28)]  # (z_dim, width, image_size)
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return case_generator(seed)  # `seed` at home; mixed with the grader's secret salt when graded
 
 
 # -- the networks, by what they do ------------------------------------------------------------------------
 POOLING_OPS = ("pool",)  # max_pool2d, avg_pool2d, adaptive_*_pool2d, lp_pool2d, fractional_max_pool2d, ...
 SQUASHING_OPS = {"sigmoid", "special_expit", "tanh", "hardtanh", "hardsigmoid", "softmax", "log_softmax"}
-
-
-class _Calls(TorchFunctionMode):
-    """Records the torch functions a forward pass calls, and how many of its convolutions stride."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-        self.strided = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", str(func))
-        self.names.add(name)
-        if name in ("conv2d", "conv_transpose2d"):
-            stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
-            if max(stride if isinstance(stride, (tuple, list)) else (stride,)) > 1:
-                self.strided += 1
-        return func(*args, **kwargs)
-
-
-def facts(net: nn.Module, x: torch.Tensor) -> dict:
-    """What the network checks look at (the lab's check cells import it from here).
-
-    output: net(x) in training mode; ops: the torch functions that forward pass called; strided_convs: how
-    many of its (transposed) convolutions have a stride above 1; scaled_output: the output of a copy with
-    every parameter ten times larger (a raw score grows with its weights, a squashed one cannot leave its
-    range); layers: the module types, for messages.
-    """
-    net.train()
-    with _Calls() as calls:
-        out = net(x)  # (B, ...)
-    out = out.detach()
-    big = copy.deepcopy(net)
-    with torch.no_grad():
-        for p in big.parameters():
-            p.mul_(10)
-        scaled = big(x).detach()
-    return {"output": out, "ops": sorted(calls.names), "strided_convs": calls.strided, "scaled_output": scaled,
-            "layers": sorted({type(m).__name__ for m in net.modules()})}
 
 
 def _generator_facts(z_dim: int, width: int, image_size: int, z: torch.Tensor) -> dict:
@@ -95,7 +55,7 @@ def _facts_of(got: Any, where: str) -> tuple[torch.Tensor, set[str], dict]:
     keys = {"output": torch.Tensor, "ops": list, "strided_convs": int, "scaled_output": torch.Tensor}
     if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
         raise AssertionError(f"{where}: expected facts(net, x) with {sorted(keys)}; keep the check cell as given "
-                             f"(it imports facts from course_lib.labs.lab03).")
+                             f"(it imports facts from course_lib.harness.lab03).")
     return got["output"].float(), set(got["ops"]), got
 
 
@@ -142,9 +102,14 @@ def discriminator_compare(got: Any, want: Any, args: tuple) -> None:
 
 def net_cases(kind: str) -> list[tuple]:
     g = _gen(300 if kind == "generator" else 301)
+    sizes, batch = NET_SIZES, (5 if kind == "generator" else 6)
+    if graded():  # the grader's secret cases: other sizes and batches, so the facts of the home cases do not fit
+        r = case_random(300 if kind == "generator" else 301)
+        sizes = [(r.choice([8, 16, 24, 32]), r.choice([2, 4, 8]), r.choice([8, 12, 16, 28])) for _ in NET_SIZES]
+        batch = r.randint(3, 9)
     if kind == "generator":
-        return [(z_dim, width, size, torch.randn(5, z_dim, generator=g)) for z_dim, width, size in NET_SIZES]
-    return [(width, size, torch.rand(6, 1, size, size, generator=g) * 2 - 1) for _, width, size in NET_SIZES]
+        return [(z_dim, width, size, torch.randn(batch, z_dim, generator=g)) for z_dim, width, size in sizes]
+    return [(width, size, torch.rand(batch, 1, size, size, generator=g) * 2 - 1) for _, width, size in sizes]
 
 
 # -- hinge losses --------------------------------------------------------------------------------------------
@@ -174,30 +139,15 @@ def penalty_and_weight_gradient(critic: nn.Module, real: torch.Tensor, fake: tor
     return value.detach(), torch.cat([gr.flatten() for gr in grads])
 
 
-class _Quadratic(nn.Module):
-    """x (B, ...) -> <w, x> + c ||x||^2 per example: a critic whose gradient norms vary from point to point."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.linspace(-1.0, 1.0, dim))
-        self.c = nn.Parameter(torch.tensor(0.3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(len(x), -1)
-        return flat @ self.w + self.c * flat.pow(2).sum(1)  # (B,)
-
-
 def gradient_penalty_cases() -> list[tuple]:
     g = _gen(304)
-    with seeded(304):
-        # no bias on the last layers: a constant shift never reaches the input gradient, so the penalty has none
-        conv = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.LeakyReLU(0.2),  # (B, 1, 8, 8) -> (B, 4, 4, 4)
-                             nn.Conv2d(4, 1, 4, bias=False))  # (B, 1, 1, 1)
-        mlp = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1, bias=False))  # points (B, 2) -> (B, 1)
+    with torch.random.fork_rng(devices=[]), seeded(case_seed(304)):  # the critics' weights: plain data for the kernel
+        conv, mlp = critic_spec(critic("conv"), "conv"), critic_spec(critic("mlp"), "mlp")
+    quadratic = critic_spec(critic("quadratic", 16), "quadratic", 16)
     return [(conv, torch.rand(6, 1, 8, 8, generator=g) * 2 - 1, torch.rand(6, 1, 8, 8, generator=g) * 2 - 1,
              torch.rand(6, generator=g)),
             (mlp, torch.randn(10, 2, generator=g), torch.randn(10, 2, generator=g) + 2, torch.rand(10, generator=g)),
-            (_Quadratic(16), torch.randn(5, 1, 4, 4, generator=g), torch.randn(5, 1, 4, 4, generator=g),
+            (quadratic, torch.randn(5, 1, 4, 4, generator=g), torch.randn(5, 1, 4, 4, generator=g),
              torch.tensor([0.0, 1.0, 0.5, 0.25, 0.9]))]  # eps = 0 and 1: the fake and the real point themselves
 
 

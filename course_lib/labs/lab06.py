@@ -1,7 +1,9 @@
 """Lab 6 checks: the PixelCNN's pieces, against the library's (course_lib.models.pixelcnn) or a reference here.
 
-The masks are compared exactly with the library's `mask` for k = 1, 3, 5, 7 and both kinds. The
-masked conv is checked through `conv_outputs(cls)`: it builds the student's class, then sets every
+The masks are compared exactly with the library's `mask` for k = 1, 3, 5, 7 and both kinds (other
+odd sizes on the grader's secret cases). The masked conv is checked through `conv_outputs(cls)`
+(course_lib.harness.lab06, which also builds the sampler's and the causality check's cases from
+their plain data in the kernel): it builds the student's class, then sets every
 weight (the masked ones too, as an optimiser step could) and compares the output and the conv's
 causality violations with the library's MaskedConv2d, so a conv that masks its weights only once, at
 construction, fails. bits/dim (here: the library's is a method of PixelCNN) takes several numbers of
@@ -22,16 +24,16 @@ import math
 from typing import Callable
 
 import torch
-from torch import nn
 
-from ..exercises import Exercise, compare_close, register
-from ..models.pixelcnn import MaskedConv2d, PixelCNN, PixelCNNConfig, causality_violations, mask
+from ..exercises import Exercise, case_generator, case_random, case_seed, compare_close, graded, register
+from ..harness.lab06 import conv_outputs, gated, network_spec, stack
+from ..models.pixelcnn import MaskedConv2d, causality_violations, mask
 
 F64 = torch.float64
 
 
 def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return case_generator(seed)  # `seed` at home; mixed with the grader's secret salt when graded
 
 
 def _pairs(value, where: str) -> set:
@@ -58,35 +60,14 @@ def compare_pairs(got, want, where: str) -> None:
 
 # -- masks --------------------------------------------------------------------------------------------------
 def mask_cases() -> list[tuple]:
-    return [(kind, k) for k in (1, 3, 5, 7) for kind in ("A", "B")]
+    sizes = (1, 3, 5, 7)
+    if graded():  # the grader's secret cases: other odd sizes, in another order
+        r = case_random(600)
+        sizes = tuple(r.sample((1, 3, 5, 7, 9, 11, 13), 4))
+    return [(kind, k) for k in sizes for kind in ("A", "B")]
 
 
 # -- the masked conv ----------------------------------------------------------------------------------------
-def conv_outputs(conv_class: Callable[..., nn.Conv2d]) -> Callable:
-    """What the check compares for a MaskedConv2d class: its output, and its causality violations.
-
-    The conv is built as conv_class(in_ch, out_ch, kernel_size, kind); then every weight is set to
-    the case's (the masked positions too, as an optimiser step could move them), so only a mask
-    applied in forward gives the reference's output.
-    """
-    def report(in_ch: int, out_ch: int, k: int, kind: str, weight: torch.Tensor, bias: torch.Tensor,
-               x: torch.Tensor) -> tuple:
-        with torch.random.fork_rng(devices=[]):  # the initial weights are drawn, then replaced: global RNG untouched
-            conv = conv_class(in_ch, out_ch, k, kind)
-        assert isinstance(conv, nn.Conv2d), f"MaskedConv2d must subclass nn.Conv2d, got {type(conv).__name__}"
-        assert tuple(conv.weight.shape) == tuple(weight.shape) and conv.bias is not None, (
-            f"MaskedConv2d({in_ch}, {out_ch}, {k}, {kind!r}) should have weight {tuple(weight.shape)} and a bias, "
-            f"got weight {tuple(conv.weight.shape)}")
-        with torch.no_grad():
-            conv.weight.copy_(weight)  # every weight, the masked ones too
-            conv.bias.copy_(bias)
-        out = conv(x)  # (B, out_ch, H, W)
-        assert out.shape[-2:] == x.shape[-2:], (f"MaskedConv2d must keep H x W (padding = kernel_size // 2): "
-                                                f"{tuple(x.shape)} -> {tuple(out.shape)}")
-        return out.detach(), causality_violations(conv, (in_ch, *x.shape[-2:]))
-    return report
-
-
 def masked_conv_cases() -> list[tuple]:
     g = _gen(600)
     out = []
@@ -141,74 +122,47 @@ def sample(logits_fn: Callable[[torch.Tensor], torch.Tensor], n: int, shape: tup
     return x
 
 
-class RasterLogits:
-    """A fixed causal logits function for the sampler's cases: images (n, 1, H, W) in [0, 1] -> (n, L, H, W).
-
-    logits(i, j) = table[:, i, j] + strength * (onehot(level of the previous pixel in raster order) rolled by
-    `shift`): pixel (i, j) likes the level `shift` above the one drawn just before it (pixel (0, 0): the table).
-    """
-
-    def __init__(self, levels: int, shape: tuple[int, int], strength: float, shift: int, g: torch.Generator) -> None:
-        self.levels, self.strength, self.shift = levels, strength, shift
-        self.table = torch.randn(levels, *shape, generator=g)  # (L, H, W)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        k = torch.round(x.reshape(n, h * w) * (self.levels - 1)).long()  # (n, HW) levels, raster order
-        prev = torch.roll(nn.functional.one_hot(k, self.levels).float(), (1, self.shift), dims=(1, 2))  # (n, HW, L)
-        prev[:, 0] = 0  # pixel (0, 0) has no previous pixel
-        return self.table + self.strength * prev.transpose(1, 2).reshape(n, self.levels, h, w)  # (n, L, H, W)
+def _raster(levels: int, shape: tuple[int, int], strength: float, shift: int, g: torch.Generator) -> dict:
+    """A RasterLogits (course_lib.harness.lab06) as plain data: its table drawn from g."""
+    return {"levels": levels, "strength": strength, "shift": shift, "table": torch.randn(levels, *shape, generator=g)}
 
 
 def sampling_cases() -> list[tuple]:
     g = _gen(602)
-    # (logits_fn, n, shape, levels, generator): a fixed table, then logits that follow the previous pixel
-    return [(RasterLogits(4, (3, 3), 0.0, 0, g), 5, (3, 3), 4, _gen(610)),
-            (RasterLogits(2, (4, 4), 6.0, 1, g), 6, (4, 4), 2, _gen(611)),  # a pixel flips its predecessor
-            (RasterLogits(5, (3, 5), 4.0, 2, g), 4, (3, 5), 5, _gen(612)),
-            (RasterLogits(17, (2, 3), 8.0, 0, g), 3, (2, 3), 17, _gen(613)),  # repeats its predecessor
-            (RasterLogits(3, (1, 6), 3.0, 1, g), 1, (1, 6), 3, _gen(614))]
+    # (logits, n, shape, levels, generator seed): a fixed table, then logits that follow the previous pixel
+    return [(_raster(4, (3, 3), 0.0, 0, g), 5, (3, 3), 4, case_seed(610)),
+            (_raster(2, (4, 4), 6.0, 1, g), 6, (4, 4), 2, case_seed(611)),  # a pixel flips its predecessor
+            (_raster(5, (3, 5), 4.0, 2, g), 4, (3, 5), 5, case_seed(612)),
+            (_raster(17, (2, 3), 8.0, 0, g), 3, (2, 3), 17, case_seed(613)),  # repeats its predecessor
+            (_raster(3, (1, 6), 3.0, 1, g), 1, (1, 6), 3, case_seed(614))]
 
 
 # -- the causality check ------------------------------------------------------------------------------------
-class SmoothStack(nn.Sequential):
-    """Convs with tanh between them, weights from a seeded generator: where a gradient is 0, it is 0 for every input."""
-
-    def __init__(self, layers: list[nn.Module], g: torch.Generator) -> None:
-        mods: list[nn.Module] = []
-        for n, layer in enumerate(layers):
-            mods += [nn.Tanh(), layer] if n else [layer]
-        super().__init__(*mods)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
-def _stack(kinds: list[str | None], channels: int, g: torch.Generator, c_in: int = 1, k0: int = 5) -> nn.Module:
-    """Masked convs of the given kinds (None: an unmasked 3x3 conv), then a 1x1 conv to 4 'logits'."""
-    with torch.random.fork_rng(devices=[]):  # construction draws initial weights; they are replaced from g
-        layers: list[nn.Module] = []
-        for n, kind in enumerate(kinds):
-            c, k = (c_in, k0) if n == 0 else (channels, 3)
-            layers.append(MaskedConv2d(c, channels, k, kind) if kind else nn.Conv2d(c, channels, k, padding=k // 2))
-        return SmoothStack(layers + [nn.Conv2d(channels, 4, 1)], g)
-
-
-def peek_ahead(x: torch.Tensor) -> torch.Tensor:
-    """Output (i, j) = input (i, j + 1), wrapping around each row: every pixel but the last of a row looks ahead."""
-    return torch.roll(x, -1, dims=3)
+def _stack(kinds: list[str | None], channels: int, g: torch.Generator, c_in: int = 1, k0: int = 5) -> dict:
+    """A stack of masked convs (course_lib.harness.lab06.stack) as plain data, its weights drawn from g."""
+    net = stack(kinds, channels, c_in, k0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return network_spec("stack", net, kinds=list(kinds), channels=channels, c_in=c_in, k0=k0)
 
 
 def causality_cases() -> list[tuple]:
     g = _gen(603)
-    with torch.random.fork_rng(devices=[]):
-        gated = PixelCNN(PixelCNNConfig(image_size=5, levels=4, channels=4, n_layers=2, first_kernel=3), seed=6).net
-    return [(_stack(["A", "B", "B"], 4, g), (1, 6, 6)),  # causal
-            (_stack(["B", "B"], 4, g), (1, 5, 5)),  # type B first: every pixel sees itself
-            (_stack(["A", None, "B"], 3, g), (1, 5, 6)),  # an unmasked middle layer: later pixels leak in
-            (_stack(["A", "B"], 3, g, c_in=2, k0=3), (2, 4, 5)),  # two input channels, causal
-            (gated, (1, 5, 5)),  # the library's gated PixelCNN: causal
-            (peek_ahead, (1, 3, 4))]
+    config = {"image_size": 5, "levels": 4, "channels": 4, "n_layers": 2, "first_kernel": 3}
+    shapes = [(1, 6, 6), (1, 5, 5), (1, 5, 6), (2, 4, 5), (1, 5, 5), (1, 3, 4)]
+    if graded():  # the grader's secret cases: other image sizes, so the violating pairs differ from the ones at home
+        r = case_random(603)
+        shapes = [(c, r.randint(3, 7), r.randint(3, 7)) for c, _, _ in shapes]
+    cases = [(_stack(["A", "B", "B"], 4, g), shapes[0]),  # causal
+             (_stack(["B", "B"], 4, g), shapes[1]),  # type B first: every pixel sees itself
+             (_stack(["A", None, "B"], 3, g), shapes[2]),  # an unmasked middle layer: later pixels leak in
+             (_stack(["A", "B"], 3, g, c_in=2, k0=3), shapes[3]),  # two input channels, causal
+             (network_spec("gated", gated(config), config=config), shapes[4]),  # the library's gated PixelCNN: causal
+             (network_spec("peek_ahead"), shapes[5])]
+    if graded():
+        case_random(604).shuffle(cases)
+    return cases
 
 
 def compare_causality(got, want, args) -> None:
@@ -218,7 +172,7 @@ def compare_causality(got, want, args) -> None:
 register(Exercise("lab06.masks", mask_cases, mask, rtol=0, atol=0,
                   describe="k = 1, 3, 5, 7: type A hides the centre, B shows it, rows above whole"))
 register(Exercise("lab06.masked_conv", masked_conv_cases, conv_outputs(MaskedConv2d),
-                  builds_on=(("causal_mask", "lab06.masks"),), compare=compare_conv,
+                  compare=compare_conv,
                   describe="weights set after construction, masked in forward; H x W kept; type A causal"))
 register(Exercise("lab06.bits_per_dim", bits_per_dim_cases, bits_per_dim, rtol=1e-9, atol=1e-12,
                   describe="D = 1, 64, 784, 3072, and a uniform 17-level model at log2 17"))

@@ -1,0 +1,51 @@
+"""The kernel's half of the exercise checks: what it takes to call a student's function, and no answers.
+
+When a grader runs a notebook, the kernel sees this package but not `course_lib/labs/`, where the
+references and the case generators live (the sandbox hides that folder, as it hides `solutions/`). A
+case travels from the grader to the kernel as plain data (tensors, numbers, strings, containers);
+`prepare(exercise_id, case)` turns it into the arguments the function takes, such as a critic
+module, a torch.Generator or a logits function. The check cells import their wrappers from here
+(lab03's `facts`, lab06's `conv_outputs`), so a notebook cannot redefine what a check looks at.
+
+`builds_on(exercise_id)` names what an exercise's code may call that answers an earlier exercise,
+with that exercise's reference: while the later one is checked, the check swaps the reference in, so
+one mistake costs one exercise. These references are library functions any notebook can import
+anyway; review (course_lib.grading.review) flags student code that imports this package or calls them.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any, Callable
+
+__all__ = ["prepare", "builds_on"]
+
+# exercise id -> "module:function" of this package that turns a plain case into the call's arguments
+_PREPARE = {
+    "lab03.gradient_penalty": "lab03:gradient_penalty_args",
+    "lab04.condition_input": "lab04:condition_input_args",
+    "lab06.sampling_loop": "lab06:sampling_args",
+    "lab06.causality_check": "lab06:causality_args",
+}
+
+# exercise id -> (name in the student's code, the exercise that name answers, "module:function" of its reference)
+_BUILDS_ON = {
+    "lab01.jsd": (("kl_discrete", "lab01.kl_discrete", "course_lib.divergences:kl_discrete"),),
+    "lab05.elbo_loss": (("kl_to_prior", "lab05.kl_to_prior", "course_lib.harness.lab05:kl_to_prior"),),
+    "lab06.masked_conv": (("causal_mask", "lab06.masks", "course_lib.models.pixelcnn:mask"),),
+}
+
+
+def _resolve(path: str, package: str | None = None) -> Any:
+    module, name = path.split(":")
+    return getattr(import_module(module if package is None else f"{package}.{module}"), name)
+
+
+def prepare(exercise_id: str, case: tuple) -> tuple:
+    """A case's plain data -> the arguments the exercise's function is called with (the case itself for most)."""
+    how = _PREPARE.get(exercise_id)
+    return tuple(case) if how is None else tuple(_resolve(how, __name__)(*case))
+
+
+def builds_on(exercise_id: str) -> tuple[tuple[str, str, Callable[[], Callable]], ...]:
+    """(name, earlier exercise id, a function returning that exercise's reference) for each name the exercise builds on."""
+    return tuple((name, other, lambda path=path: _resolve(path)) for name, other, path in _BUILDS_ON.get(exercise_id, ()))
