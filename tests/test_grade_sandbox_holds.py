@@ -8,6 +8,7 @@ and a batch whose kernels cannot start at all.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -21,7 +22,8 @@ import pytest
 
 from course_lib.grading import plugin
 from course_lib.grading.run import Run, kernel_env
-from course_lib.grading.sandbox import HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from course_lib.grading.sandbox import (HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, kernel_group,
+                                        sandbox_user)
 from course_lib.grading.text import csv_cell, short
 from course_lib.paths import REPO_ROOT
 
@@ -63,15 +65,15 @@ print(json.dumps(out))
 '''
 
 
-def sandboxed(tmp_path: Path, *cmd: str, limits: Limits | None = None) -> subprocess.CompletedProcess:
-    """Run cmd under the kernel's own sandbox prefix, with fresh ipc and records folders."""
+def sandboxed(tmp_path: Path, *cmd: str, limits: Limits | None = None, group=None) -> subprocess.CompletedProcess:
+    """Run cmd under the kernel's own sandbox prefix (and cgroup, if given), with fresh ipc and records folders."""
     ipc, records = tmp_path / "ipc", tmp_path / "records"
     for d in (ipc, records):
         d.mkdir()
     give_to_sandbox(ipc, records)
     env = kernel_env("smoke", HOME, "/tmp", RECORDS, "marker")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    prefix = bwrap_prefix(find_bwrap()[0], ipc, records, env, [], limits)
+    prefix = bwrap_prefix(find_bwrap()[0], ipc, records, env, [], limits, group=group)
     return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
 
 
@@ -136,6 +138,82 @@ def test_memory_and_process_caps_hold_and_a_normal_kernel_fits_under_them(tmp_pa
     assert int(lines["threads"]) < 32, "threads count against the process cap"
     assert lines["torch"] == "3", "torch still imports and runs under the caps"
     assert Limits().processes >= 128 and Limits().memory_gb > 1
+
+
+FORKING_HOG = r'''
+import os, sys, time
+kids = []
+for k in range(3):  # each child holds 600 MiB: under the 1 GiB per-process cap, 1.8 GiB together
+    pid = os.fork()
+    if pid == 0:
+        hog = bytearray(600 * 2**20)
+        hog[:: 4096] = b"x" * len(hog[:: 4096])  # touch every page: charged to the cgroup
+        time.sleep(3)
+        os._exit(0)
+    kids.append(pid)
+codes = [os.waitpid(pid, 0)[1] for pid in kids]
+print("killed:", sum(os.WIFSIGNALED(c) for c in codes), "of", len(codes))
+'''
+
+
+@needs_bwrap
+def test_a_forking_kernel_is_capped_as_a_whole_where_cgroups_can_be_had(tmp_path):
+    """RLIMIT_DATA caps each process; three children of 600 MiB each got 1.8 GiB past a 1 GiB cap before."""
+    limits = Limits(memory_gb=1.0, processes=64)
+    group, why = kernel_group(f"course-grade-test-{os.getpid()}", limits)
+    if group is None:
+        pytest.skip(f"no cgroup for the grader here: {why}")
+    try:
+        r = sandboxed(tmp_path, sys.executable, "-c", FORKING_HOG, limits=limits, group=group)
+        assert r.returncode == 0, r.stderr[-2000:]
+        killed = int(r.stdout.split("killed:")[1].split()[0])
+        assert killed >= 1, f"1.8 GiB in three processes must not fit under a 1 GiB cgroup cap: {r.stdout}"
+    finally:
+        group.remove()
+    assert not any(d.exists() for d in group.dirs), "the kernel's cgroup is removed after its run"
+    (tmp_path / "alone").mkdir()
+    alone = sandboxed(tmp_path / "alone", sys.executable, "-c", FORKING_HOG, limits=limits)  # no cgroup: per process
+    assert "killed: 0 of 3" in alone.stdout, alone.stdout + alone.stderr[-1000:]
+
+
+def test_kernel_group_on_a_cgroup_v2_tree_writes_the_caps_and_cleans_up(tmp_path, monkeypatch):
+    """The v2 protocol on a stand-in tree (this machine may have only v1): controllers, memory.max, pids.max."""
+    from course_lib.grading import sandbox
+
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "grader").mkdir()
+    (tmp_path / "grader" / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(sandbox, "_own_cgroup", lambda controller: "grader")
+    real_mkdir = Path.mkdir
+
+    def mkdir_with_files(self, *args, **kwargs):  # the kernel's cgroupfs makes a new group's files itself
+        real_mkdir(self, *args, **kwargs)
+        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max"):
+            (self / name).write_text("")
+    monkeypatch.setattr(Path, "mkdir", mkdir_with_files)
+    group, why = kernel_group("k1", Limits(memory_gb=1.5, processes=77), root=tmp_path)
+    assert group is not None and group.version == 2, why
+    d = tmp_path / "grader" / "k1"
+    assert (tmp_path / "grader" / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (d / "memory.max").read_text() == str(int(1.5 * 2**30)) and (d / "pids.max").read_text() == "77"
+    assert (d / "memory.swap.max").read_text() == "0"
+    assert group.prefix()[-2:] == [str(d / "cgroup.procs"), "--"]
+
+    # the grader's own cgroup holds the grader (a delegated scope): it moves itself into a leaf, then enables
+    (tmp_path / "grader" / "cgroup.subtree_control").write_text("")
+    real_write, busy = sandbox._write, [True]
+
+    def write(path, value):
+        if path.name == "cgroup.subtree_control" and busy[0]:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        if path.name == "cgroup.procs":
+            busy[0] = False  # the grader left: the parent holds no process now
+        real_write(path, value)
+    monkeypatch.setattr(sandbox, "_write", write)
+    group, why = kernel_group("k2", Limits(), root=tmp_path)
+    assert group is not None, why
+    assert (tmp_path / "grader" / "course-grader" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (tmp_path / "grader" / "cgroup.subtree_control").read_text() == "+memory +pids"
 
 
 def test_the_caps_refuse_to_be_switched_off(tmp_path, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 from .judge import Grade, GraderFault, Outcome, grade_batch
 from .reference import Reference, find_reference, load_reference
 from .run import GradeOptions
-from .sandbox import UNSANDBOXED_RISK, Limits, find_bwrap
+from .sandbox import UNSANDBOXED_RISK, Limits, find_bwrap, kernel_group
 from .text import csv_cell, plain, short
 
 
@@ -44,7 +44,7 @@ def _replace(path: Path, text: str) -> None:
 
 
 def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float, sandbox: str = "",
-                  complete: bool = True) -> tuple[Path, Path]:
+                  complete: bool = True, caps: str = "") -> tuple[Path, Path]:
     """<out>.csv (one row per student) and <out>.json (everything, with the summary).
 
     Called again as each submission finishes (complete=False), so a crash loses at most the
@@ -61,7 +61,7 @@ def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float
                     f"{g.total:g}", f"{ref.max_points:g}", *[csv_cell(g.outcomes[i].reason) for i in ids],
                     csv_cell(g.note), csv_cell(g.review)])
     report = {"lab": ref.name, "reference": str(ref.path), "max_points": ref.max_points, "seconds": round(seconds, 1),
-              "sandbox": sandbox, "complete": complete,
+              "sandbox": sandbox, "caps": caps, "complete": complete,
               "exercises": [{"id": ex.id, "points": ex.points} for ex in ref.exercises],
               "summary": summarise(ref, grades),
               "submissions": [{"student": g.student, "file": g.file, "total": g.total, "seconds": round(g.seconds, 1),
@@ -141,6 +141,18 @@ def sandbox_status(opts: GradeOptions, require: bool) -> str:
     return f"none: {why}"
 
 
+def caps_status(opts: GradeOptions, sandbox: str) -> str:
+    """What caps each kernel: a cgroup for all its processes together, or else rlimits per process (and why)."""
+    if sandbox != "bwrap":
+        return "none (no sandbox)"
+    group, why = kernel_group(f"course-grade-probe-{os.getpid()}", opts.limits)
+    if group is None:
+        return (f"per process only: {opts.limits.memory_gb:g} GiB each (RLIMIT_DATA), {opts.limits.processes} tasks "
+                f"(RLIMIT_NPROC); no cgroup: {why}")
+    group.remove()
+    return group.describe(opts.limits) + ", and per process (rlimits)"
+
+
 def main(argv: list[str] | None = None) -> int:
     how = sys.modules[__package__].__doc__  # the package's docstring: how grading works (imported before this module)
     p = argparse.ArgumentParser(prog="python -m course_lib.grading", description=how,
@@ -159,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--require-sandbox", action="store_true", help="refuse to grade if bwrap cannot sandbox the kernels")
     p.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code, timing runs)")
     p.add_argument("--memory-gb", type=float, default=d.limits.memory_gb,
-                   help="memory each process of a sandboxed kernel may hold, GiB (default %(default)g)")
+                   help="memory a sandboxed kernel may hold, GiB: all its processes together where the grader can "
+                        "make cgroups, and each process in any case (default %(default)g)")
     p.add_argument("--max-processes", type=int, default=d.limits.processes,
                    help="processes and threads a sandboxed kernel may run at once (default %(default)d)")
     a = p.parse_args(argv)
@@ -172,18 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     opts = GradeOptions(a.cell_timeout, a.submission_timeout, a.profile, max(a.jobs, 1), a.keep_temp,
                         sandbox=not a.no_sandbox, hide=hide, limits=Limits(a.memory_gb, a.max_processes))
     sandbox = sandbox_status(opts, a.require_sandbox)
+    caps = caps_status(opts, sandbox)
+    print(f"caps: {caps}")
     done = read_done(ref, a.out) if a.resume else {}
     grades: list[Grade | None] = [done.get(str(q)) for q in paths]
     todo = [q for q, g in zip(paths, grades) if g is None]
     if done:
         print(f"--resume: {len(paths) - len(todo)} of {len(paths)} already graded in {report_paths(a.out)[1]}")
     lock, start = threading.Lock(), time.monotonic()
-    write_reports(ref, [g for g in grades if g is not None], a.out, 0.0, sandbox, False)  # exists before any kernel
+    write_reports(ref, [g for g in grades if g is not None], a.out, 0.0, sandbox, False, caps)  # exists before any kernel
 
     def finished(k: int, grade: Grade) -> None:
         with lock:
             grades[paths.index(todo[k])] = grade
-            write_reports(ref, [g for g in grades if g is not None], a.out, time.monotonic() - start, sandbox, False)
+            write_reports(ref, [g for g in grades if g is not None], a.out, time.monotonic() - start, sandbox, False,
+                          caps)
 
     try:
         grade_batch(ref, todo, opts, done=finished)
@@ -195,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seconds = time.monotonic() - start
     final = [g for g in grades if g is not None]
-    csv_path, json_path = write_reports(ref, final, a.out, seconds, sandbox)
+    csv_path, json_path = write_reports(ref, final, a.out, seconds, sandbox, caps=caps)
     print(format_table(ref, final, seconds))
     print(f"wrote {csv_path} and {json_path}")
     return 0

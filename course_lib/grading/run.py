@@ -18,7 +18,7 @@ from ..data import SYSTEM_DIRS_VAR
 from ..exercises import GRADE_CASES_VAR, GRADE_DIR_VAR, draw_cases, get_exercise, salted
 from ..profiles import ENV_VAR as PROFILE_VAR
 from .reference import Cell, write_notebook
-from .sandbox import CASES, HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, sandbox_user
+from .sandbox import CASES, HOME, RECORDS, Limits, bwrap_prefix, find_bwrap, give_to_sandbox, kernel_group, sandbox_user
 
 RUN_MARKER_VAR = "COURSE_GRADE_RUN"  # set in every process of a run, so the grader can find and end them all
 PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -178,10 +178,12 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
     (grader / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     marker, bwrap = secrets.token_hex(16), sandbox_or_none(opts)
     spec: dict = {"startup": str(STARTUP)}
+    group = kernel_group(f"course-grade-{marker}", opts.limits)[0] if bwrap else None  # None: per-process caps only
     if bwrap:
         env = kernel_env(opts.profile, HOME, "/tmp", RECORDS, marker, CASES)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
-        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide], opts.limits, cases)}
+        spec |= {"ipc": str(ipc), "prefix": bwrap_prefix(bwrap, ipc, records, env, [root, *opts.hide], opts.limits, cases,
+                                                         group)}
         if sandbox_user():  # root binds the folders; the kernel's unprivileged user writes only these two
             give_to_sandbox(ipc, records)
             spec["user"] = list(sandbox_user())  # the plugin hands it the connection file jupyter_client wrote
@@ -211,6 +213,8 @@ def run_cells(cells: list[Cell], opts: GradeOptions, deadline: float) -> tuple[R
             timed_out = True
         finally:
             end_run(proc, marker)  # also ends anything the student left running
+            if group:
+                group.remove()
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
         reader.join(timeout=10)

@@ -16,6 +16,7 @@ back to capabilities) and binds /proc/sys read-only; started by a user, one bwra
 """
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -206,8 +207,138 @@ class Limits:
         return [sys.executable, "-I", "-S", "-c", LIMITS, str(self.processes), str(int(self.memory_gb * 2**30))]
 
 
+# -- one cgroup per kernel: its memory and its processes counted together ------------------------------------------
+CGROUPS = Path("/sys/fs/cgroup")
+# the first command of a kernel's line, before bwrap: joins the kernel's cgroup (its children inherit it), then execs
+JOIN = ("import os, sys\nk = sys.argv.index('--')\nfor procs in sys.argv[1:k]:\n"
+        "    with open(procs, 'w') as f:\n        f.write(str(os.getpid()))\nos.execv(sys.argv[k + 1], sys.argv[k + 1:])")
+
+
+@dataclass
+class KernelGroup:
+    """A cgroup (v2) or a memory and a pids cgroup (v1) that one kernel and everything it starts run in.
+
+    RLIMIT_DATA caps each process; a kernel that forks could hold processes x memory. Here the memory of all
+    its processes together is capped (the kernel's OOM killer ends one when it goes over: the exercise in
+    flight is lost), swap included where the kernel counts it, and so is the count of its tasks.
+    """
+    version: int
+    dirs: list[Path]
+
+    def prefix(self) -> list[str]:
+        return [sys.executable, "-I", "-S", "-c", JOIN, *(str(d / "cgroup.procs") for d in self.dirs), "--"]
+
+    def describe(self, limits: Limits) -> str:
+        return f"cgroup v{self.version}: {limits.memory_gb:g} GiB and {limits.processes} tasks per kernel, all together"
+
+    def remove(self) -> None:
+        """Kill what is left in it (the run has ended) and remove it; never raises."""
+        import signal
+        import time
+
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                for pid in pids:
+                    with _quiet():
+                        os.kill(pid, signal.SIGKILL)
+                with _quiet():
+                    d.rmdir()
+                    break
+                time.sleep(0.1)
+
+
+class _quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _own_cgroup(controller: str) -> str | None:
+    """This process's cgroup path for a v1 controller, or for v2 ("")."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if (controller and controller in names.split(",")) or (not controller and names == "" and line.startswith("0:")):
+            return path.lstrip("/")
+    return None
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _enable_for_children(parent: Path) -> None:
+    """Give the cgroup v2 children of `parent` the memory and pids controllers.
+
+    A cgroup that holds processes cannot (v2's "no internal processes" rule: EBUSY), and the grader's own
+    cgroup holds the grader, as in a delegated scope (`systemd-run --user -p Delegate=yes --scope ...`). So
+    then the grader moves itself into a leaf beside the kernels' groups; other processes there stay, and
+    EBUSY stands.
+    """
+    try:
+        _write(parent / "cgroup.subtree_control", "+memory +pids")
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
+        leaf = parent / "course-grader"
+        leaf.mkdir(exist_ok=True)
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+        _write(parent / "cgroup.subtree_control", "+memory +pids")
+
+
+def kernel_group(name: str, limits: Limits, root: Path = CGROUPS) -> tuple[KernelGroup | None, str]:
+    """A fresh cgroup for one kernel with the caps of `limits`, or (None, why) where this process may not make one.
+
+    cgroup v2 where the tree is unified and this process may create a child with the memory and pids
+    controllers (root, or a delegated subtree); otherwise cgroup v1's memory and pids hierarchies. Neither (a
+    container that delegates none, a user without rights): the per-process rlimits alone stay in force.
+    """
+    memory, tasks = str(int(limits.memory_gb * 2**30)), str(limits.processes)
+    made: list[Path] = []
+    try:
+        if (root / "cgroup.controllers").is_file():  # v2
+            own = _own_cgroup("")
+            if own is None:
+                return None, "this process's cgroup v2 path is unknown"
+            parent = root / own
+            if not {"memory", "pids"} <= set((parent / "cgroup.subtree_control").read_text().split()):
+                _enable_for_children(parent)
+            made.append(parent / name)
+            made[0].mkdir()
+            _write(made[0] / "memory.max", memory)
+            if (made[0] / "memory.swap.max").exists():
+                _write(made[0] / "memory.swap.max", "0")
+            _write(made[0] / "pids.max", tasks)
+            return KernelGroup(2, made), ""
+        dirs = {c: root / c / (_own_cgroup(c) or "") for c in ("memory", "pids")}
+        if not all((d / "cgroup.procs").is_file() for d in dirs.values()):
+            return None, "no cgroup v2 tree and no cgroup v1 memory and pids hierarchies"
+        for d in dirs.values():
+            made.append(d / name)
+            made[-1].mkdir()
+        _write(made[0] / "memory.limit_in_bytes", memory)
+        if (made[0] / "memory.memsw.limit_in_bytes").exists():  # memory and swap together: no escape into swap
+            with _quiet():
+                _write(made[0] / "memory.memsw.limit_in_bytes", memory)
+        _write(made[1] / "pids.max", tasks)
+        return KernelGroup(1, made), ""
+    except OSError as e:
+        KernelGroup(0, made).remove()
+        return None, f"cannot make a cgroup here ({e.strerror or e})"
+
+
 def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide: list[Path],
-                 limits: Limits | None = None, cases: Path | None = None) -> list[str]:
+                 limits: Limits | None = None, cases: Path | None = None, group: KernelGroup | None = None) -> list[str]:
     """The bwrap command line that the kernel's own command follows.
 
     ipc: the folder of the kernel's sockets and connection file, bound at the same path.
@@ -215,6 +346,7 @@ def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide
     env: the kernel's whole environment (--clearenv).
     hide: folders or files inside the course to cover (the submissions, the reports, ...).
     limits: memory and process caps, set inside the innermost user namespace (default Limits()).
+    group: the kernel's cgroup (kernel_group), joined before bwrap starts, so the caps hold for all its processes.
     The kernel's HOME and working folder are open to all (0777): only its own user is in the sandbox.
     """
     outer, inside = _layers(bwrap, _NESTED.get(bwrap, True))
@@ -227,4 +359,4 @@ def bwrap_prefix(bwrap: str, ipc: Path, records: Path, env: dict[str, str], hide
             "--chdir", WORK, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*args, "--", *inside, *(limits or Limits()).prefix()]
+    return [*(group.prefix() if group else []), *args, "--", *inside, *(limits or Limits()).prefix()]
