@@ -19,6 +19,7 @@ for _name, _value in OPENMP_ENV.items():
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from .data import Batches, DataNotFoundError, ImageData, load_data
 from .exercises import check
+from .hints import hint
 from .plots import LivePlot, image_grid, plot_history, show_images
 from .profiles import PROFILES, Profile, get_profile
 from .runtime import Course, setup
@@ -33,5 +34,5 @@ __all__ = [
     "Trainer", "Phase", "TrainConfig", "NonFiniteLossError", "load_or_train",
     "save_checkpoint", "load_checkpoint", "CheckpointError",
     "show_images", "image_grid", "plot_history", "LivePlot",
-    "check",
+    "check", "hint",
 ]

@@ -1,7 +1,8 @@
 """Single-source exercises: student labs are generated from the solution notebooks.
 
 In a solution notebook, an exercise cell carries `{"course": {"exercise": ID, "points": P,
-"hint": "..."}}` in its metadata, and the code the student writes sits between marker lines:
+"contract": "...", "hints": ["...", ...]}}` in its metadata, and the code the student writes sits
+between marker lines:
 
     def kl_discrete(p, q):
         '''contract: shapes, what to return'''
@@ -10,7 +11,10 @@ In a solution notebook, an exercise cell carries `{"course": {"exercise": ID, "p
         ### END SOLUTION
 
 The lab replaces each marked region with a stub that raises NotImplementedError with the
-hint. The check cell that follows carries `{"course": {"check": ID}}`. Commands:
+contract (what goes in and out, where the lecture explains it: never the recipe) and points to
+`hint(ID)`, which shows the hints one layer at a time (course_lib/hints.py); `labs` writes every
+exercise's contract and hints to course_lib/hints.json and leaves them out of the lab's metadata.
+The check cell that follows carries `{"course": {"check": ID}}`. Commands:
 
     python -m course_lib.notebooks labs            # regenerate labs/ from solutions/
     python -m course_lib.notebooks labs --check    # exit 1 if a committed lab is stale
@@ -50,7 +54,8 @@ def _write_text(path: Path, text: str) -> None:
 class ExerciseCell:
     id: str
     points: float
-    hint: str
+    contract: str  # what the blank stub says: the function's contract and the lecture section, no recipe
+    hints: tuple[str, ...]  # hint(id) shows them in turn, the recipe last
     index: int  # position in the notebook (for messages only; ids are what count)
 
 
@@ -68,7 +73,10 @@ def exercises_of(nb) -> list[ExerciseCell]:
             if ex_id in seen:
                 raise ValueError(f"exercise id {ex_id!r} appears twice (cell {i}); ids must be unique.")
             seen.add(ex_id)
-            out.append(ExerciseCell(ex_id, float(meta.get("points", 1)), str(meta.get("hint", "")), i))
+            hints = meta.get("hints", [])
+            if not (isinstance(hints, list) and all(isinstance(h, str) for h in hints)):
+                raise ValueError(f"exercise {ex_id!r}: metadata course.hints must be a list of strings.")
+            out.append(ExerciseCell(ex_id, float(meta.get("points", 1)), str(meta.get("contract", "")), tuple(hints), i))
     return out
 
 
@@ -77,8 +85,14 @@ def checks_of(nb) -> dict[str, int]:
     return {course_meta(c)["check"]: i for i, c in enumerate(nb.cells) if "check" in course_meta(c)}
 
 
-def stub_source(source: str, exercise_id: str, hint: str) -> str:
-    """Replace each BEGIN/END SOLUTION region with a NotImplementedError stub."""
+def stub_message(exercise_id: str, contract: str, hints: int) -> str:
+    """What a blank exercise raises: its contract, and where to find hints; never the recipe."""
+    message = f"Exercise {exercise_id}: " + (contract or "write your solution here")
+    return message + (f" Stuck? hint({exercise_id!r}) gives a first nudge ({hints} in all)." if hints else "")
+
+
+def stub_source(source: str, exercise_id: str, message: str) -> str:
+    """Replace each BEGIN/END SOLUTION region with a stub that raises NotImplementedError(message)."""
     lines, out, i, regions = source.split("\n"), [], 0, 0
     while i < len(lines):
         m = BEGIN.match(lines[i])
@@ -96,7 +110,6 @@ def stub_source(source: str, exercise_id: str, hint: str) -> str:
         if j == len(lines):
             raise ValueError(f"exercise {exercise_id!r}: '### BEGIN SOLUTION' without an END.")
         ind = m.group("indent")
-        message = f"Exercise {exercise_id}" + (f": {hint}" if hint else ": write your solution here")
         out.append(f"{ind}# YOUR CODE HERE")
         out.append(f"{ind}raise NotImplementedError({message!r})")
         regions += 1
@@ -125,7 +138,10 @@ def make_lab(solution) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         if cell.cell_type == "code" and "exercise" in meta:
-            cell.source = stub_source(cell.source, meta["exercise"], str(meta.get("hint", "")))
+            ex = next(e for e in exercises_of(nb) if e.id == meta["exercise"])
+            cell.source = stub_source(cell.source, ex.id, stub_message(ex.id, ex.contract, len(ex.hints)))
+            for key in ("hints", "hint"):  # the recipe is one hint() away, not in the lab's metadata
+                cell.metadata["course"].pop(key, None)
         elif any(marker.match(line) for marker in (BEGIN, END) for line in cell.source.split("\n")):
             # anywhere else the markers would be copied into the lab, solution and all
             raise ValueError(f"solution markers are only allowed in code cells with exercise metadata; "
@@ -168,7 +184,21 @@ def generate_labs(root: Path = REPO_ROOT, check_only: bool = False) -> list[Path
                 _write_text(lab, text)
     extra = sorted(set((root / "labs").glob("*.ipynb")) - {lab_path(s) for s in solutions})
     changed += extra  # a lab with no solution is stale too
+    hints_file, text = root / "course_lib" / "hints.json", hints_json(solutions)
+    if not hints_file.exists() or hints_file.read_text(encoding="utf-8") != text:
+        changed.append(hints_file)
+        if not check_only:
+            _write_text(hints_file, text)
     return changed
+
+
+def hints_json(solutions: list[Path]) -> str:
+    """Every exercise's contract and hints, from the solution notebooks, for course_lib.hints."""
+    import json
+
+    table = {ex.id: {"contract": ex.contract, "hints": list(ex.hints)}
+             for sol in solutions for ex in exercises_of(nbformat.read(sol, as_version=NB_VERSION))}
+    return json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def stale_labs(root: Path = REPO_ROOT) -> list[Path]:

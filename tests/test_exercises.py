@@ -1,4 +1,5 @@
 import ast
+import json
 import math
 import sys
 import types
@@ -12,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from course_lib import exercises as ex_mod
 from course_lib import notebooks
 from course_lib.exercises import Exercise, check, collect, compare_close, get_exercise, register, to_plain, verify
-from course_lib.notebooks import dumps, exercises_of, generate_labs, make_lab, stale_labs, stub_source
+from course_lib.notebooks import dumps, exercises_of, generate_labs, make_lab, stale_labs, stub_message, stub_source
 
 
 # -- compare_close ------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def g(x):
 
 
 def test_stub_keeps_indentation_and_every_region():
-    out = stub_source(SOURCE, "lab09.f", "use x + 1")
+    out = stub_source(SOURCE, "lab09.f", "Exercise lab09.f: use x + 1")
     assert "secret" not in out and "hidden" not in out and "SOLUTION" not in out
     lines = out.split("\n")
     assert lines[:5] == ['def f(x):', '    """contract"""', '    y = 1', '    # YOUR CODE HERE',
@@ -259,11 +260,13 @@ def test_stub_keeps_indentation_and_every_region():
     assert ns["g"](0) == 0
 
 
-def test_stub_default_message_and_quotes():
+def test_stub_message_gives_the_contract_and_points_to_the_hints_and_survives_quotes():
+    assert stub_message("lab09.f", "", 0) == "Exercise lab09.f: write your solution here"
+    assert stub_message("lab09.f", "f(x) -> x + 1 (lecture 09, 'Adding')", 3) == (
+        "Exercise lab09.f: f(x) -> x + 1 (lecture 09, 'Adding') Stuck? hint('lab09.f') gives a first nudge (3 in all).")
     src = "def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"
-    assert "raise NotImplementedError('Exercise lab09.f: write your solution here')" in stub_source(src, "lab09.f", "")
     ns = {}
-    exec(stub_source(src, "lab09.f", "it's \"easy\"\nreally"), ns)
+    exec(stub_source(src, "lab09.f", stub_message("lab09.f", "it's \"easy\"\nreally", 0)), ns)
     with pytest.raises(NotImplementedError) as e:
         ns["f"]()
     assert str(e.value) == "Exercise lab09.f: it's \"easy\"\nreally"
@@ -291,7 +294,8 @@ def solution_nb(check=True, minor=None):
         new_markdown_cell("# Lab 9\nDouble a number."),
         new_code_cell("from course_lib import setup\ncourse = setup()", execution_count=1,
                       outputs=[new_output("stream", name="stdout", text="python 3 | device cpu\n")]),
-        new_code_cell(EXERCISE, metadata={"course": {"exercise": "lab09.double", "points": 2, "hint": "multiply"}},
+        new_code_cell(EXERCISE, metadata={"course": {"exercise": "lab09.double", "points": 2, "contract": "multiply",
+                                                    "hints": ["twice", "the * operator", "return 2 * x"]}},
                       execution_count=2),
         new_code_cell("print('solution only: the answer is 4')", metadata={"course": {"solution_only": True}}),
     ]
@@ -309,7 +313,12 @@ def solution_nb(check=True, minor=None):
 
 def test_exercises_of_reads_metadata():
     (ex,) = exercises_of(solution_nb())
-    assert (ex.id, ex.points, ex.hint, ex.index) == ("lab09.double", 2.0, "multiply", 2)
+    assert (ex.id, ex.points, ex.contract, ex.hints, ex.index) == (
+        "lab09.double", 2.0, "multiply", ("twice", "the * operator", "return 2 * x"), 2)
+    nb = solution_nb()
+    nb.cells[2].metadata["course"]["hints"] = "not a list"
+    with pytest.raises(ValueError, match="course.hints must be a list of strings"):
+        exercises_of(nb)
     nb = solution_nb()
     nb.cells.append(new_code_cell(EXERCISE, metadata={"course": {"exercise": "lab09.double"}}))
     with pytest.raises(ValueError, match="appears twice"):
@@ -323,7 +332,10 @@ def test_make_lab():
     assert dumps(sol) == before  # the solution is not changed
     sources = [c.source for c in lab.cells]
     assert len(lab.cells) == 4 and not any("solution only" in s for s in sources)
-    assert "2 * x" not in "".join(sources) and "raise NotImplementedError('Exercise lab09.double: multiply')" in sources[2]
+    assert "2 * x" not in "".join(sources)
+    assert ("raise NotImplementedError(\"Exercise lab09.double: multiply Stuck? hint('lab09.double') gives a first "
+            "nudge (3 in all).\")") in sources[2]
+    assert "hints" not in lab.cells[2].metadata["course"], "the recipe is one hint() away, not in the lab's metadata"
     for c in lab.cells:
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None
@@ -374,11 +386,14 @@ def write_solution(root, name, nb):
 
 def test_generate_labs_then_nothing_is_stale(tmp_path):
     write_solution(tmp_path, "09_double.ipynb", solution_nb())
-    assert stale_labs(tmp_path) == [tmp_path / "labs" / "09_double.ipynb"]  # check only: nothing written
-    assert not (tmp_path / "labs").exists()
-    assert generate_labs(tmp_path) == [tmp_path / "labs" / "09_double.ipynb"]
+    written = [tmp_path / "labs" / "09_double.ipynb", tmp_path / "course_lib" / "hints.json"]
+    assert stale_labs(tmp_path) == written  # check only: nothing written
+    assert not (tmp_path / "labs").exists() and not (tmp_path / "course_lib").exists()
+    assert generate_labs(tmp_path) == written
     text = (tmp_path / "labs" / "09_double.ipynb").read_text()
     assert text == dumps(make_lab(solution_nb())) and "2 * x" not in text
+    assert json.loads(written[1].read_text()) == {
+        "lab09.double": {"contract": "multiply", "hints": ["twice", "the * operator", "return 2 * x"]}}
     assert generate_labs(tmp_path) == [] and stale_labs(tmp_path) == []
     assert (tmp_path / "labs" / "09_double.ipynb").read_text() == text  # byte-identical on regeneration
 
@@ -392,9 +407,10 @@ def test_stale_and_extra_labs_are_reported(tmp_path):
     orphan.write_text(dumps(make_lab(solution_nb())))  # a lab whose solution is gone
     assert stale_labs(tmp_path) == [lab, orphan]
     sol = solution_nb()
-    sol.cells[2].metadata["course"]["hint"] = "add"
+    sol.cells[2].metadata["course"]["contract"] = "add"
     write_solution(tmp_path, "09_double.ipynb", sol)
-    assert stale_labs(tmp_path) == [orphan]  # the hand edit now matches the solution
+    assert stale_labs(tmp_path) == [orphan, tmp_path / "course_lib" / "hints.json"]  # the hand edit matches; the
+    # contract changed, so the hints file must be written again
 
 
 def test_cli_check_exit_code(tmp_path, monkeypatch, capsys):

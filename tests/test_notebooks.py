@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.notebooks import REPO_ROOT, checks_of, exercises_of, lab_path, stale_labs
+from course_lib.notebooks import REPO_ROOT, checks_of, course_meta, exercises_of, lab_path, stale_labs
 
 SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("*.ipynb"))
 
@@ -26,12 +26,15 @@ def test_committed_labs_equal_freshly_generated_ones():
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_every_exercise_has_points_a_hint_and_a_check(solution: Path):
+def test_every_exercise_has_points_a_contract_layered_hints_and_a_check(solution: Path):
     nb = nbformat.read(solution, as_version=4)
     exercises, checks = exercises_of(nb), checks_of(nb)
     assert exercises, f"{solution.name} has no exercises"
     for ex in exercises:
-        assert ex.points > 0 and ex.hint, f"{ex.id}: give it points and a hint in its cell metadata"
+        assert ex.points > 0 and ex.contract, f"{ex.id}: give it points and a contract in its cell metadata"
+        assert "lecture" in ex.contract or "this lab" in ex.contract, f"{ex.id}: the contract says where it is explained"
+        assert len(ex.hints) >= 2 and all(ex.hints), f"{ex.id}: give it hints in layers, the recipe last"
+        assert "hint" not in course_meta(nb.cells[ex.index]), f"{ex.id}: the one-line 'hint' became 'hints'"
         assert ex.id in checks and checks[ex.id] > ex.index, f"{ex.id}: needs a check cell after it"
 
 

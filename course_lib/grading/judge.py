@@ -52,6 +52,7 @@ class Grade:
     note: str = ""  # about the whole submission (invalid file, wrong lab, time out, re-runs)
     runs: int = 0  # kernels started
     review: str = ""  # why a person should look at the code (see review.py); never changes the points
+    hints: str = ""  # the hints the saved notebook shows were asked for, e.g. "lab03.slerp 3/3"; never changes the points
 
     @property
     def total(self) -> float:
@@ -71,6 +72,7 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
         return Grade(student, str(path), zero, time.monotonic() - start, note=str(e))
     cells, missing = build_cells(ref, nb)
     flags = review(cells, reference_paths(ex.id for ex in ref.exercises))
+    seen = hints_seen(nb, [ex.id for ex in ref.exercises])
     for ex_id in missing:
         outcomes[ex_id] = Outcome(0.0, next(e.points for e in ref.exercises if e.id == ex_id),
                                   "missing exercise: no cell has this exercise id in its metadata")
@@ -118,7 +120,22 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
                  and not (c.role == "check" and c.exercise in outcomes)
                  and not (culprit.role == "exercise" and c.exercise == culprit.exercise)]
     ordered = {ex.id: outcomes.get(ex.id) or Outcome(0.0, ex.points, "not graded") for ex in ref.exercises}
-    return Grade(student, str(path), ordered, time.monotonic() - start, "; ".join(notes), runs, flags)
+    return Grade(student, str(path), ordered, time.monotonic() - start, "; ".join(notes), runs, flags, seen)
+
+
+def hints_seen(nb, exercise_ids: list[str]) -> str:
+    """The deepest hint level of each exercise in the notebook's saved outputs ("" if none): what the student
+    asked for at home, as far as the file shows (outputs can be cleared: it is for the instructor, not the score)."""
+    from ..hints import asked_in
+
+    text = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) if isinstance(cell, dict) else []:
+            if isinstance(out, dict):
+                value = out.get("text", "")
+                text.append("".join(value) if isinstance(value, list) else str(value))
+    seen = asked_in("\n".join(text))
+    return "; ".join(f"{i} {seen[i][0]}/{seen[i][1]}" for i in exercise_ids if i in seen)
 
 
 def student_names(paths: list[Path]) -> list[str]:

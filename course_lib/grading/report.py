@@ -55,17 +55,17 @@ def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float
     ids = [ex.id for ex in ref.exercises]
     rows = io.StringIO()
     w = csv.writer(rows)
-    w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review"])
+    w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review", "hints asked"])
     for g in grades:  # the text cells come from students (file names, exception messages): csv_cell defuses them
         w.writerow([csv_cell(g.student), csv_cell(g.file), *[f"{g.outcomes[i].points:g}" for i in ids],
                     f"{g.total:g}", f"{ref.max_points:g}", *[csv_cell(g.outcomes[i].reason) for i in ids],
-                    csv_cell(g.note), csv_cell(g.review)])
+                    csv_cell(g.note), csv_cell(g.review), csv_cell(g.hints)])
     report = {"lab": ref.name, "reference": str(ref.path), "max_points": ref.max_points, "seconds": round(seconds, 1),
               "sandbox": sandbox, "caps": caps, "complete": complete,
               "exercises": [{"id": ex.id, "points": ex.points} for ex in ref.exercises],
               "summary": summarise(ref, grades),
               "submissions": [{"student": g.student, "file": g.file, "total": g.total, "seconds": round(g.seconds, 1),
-                               "runs": g.runs, "note": g.note, "review": g.review,
+                               "runs": g.runs, "note": g.note, "review": g.review, "hints": g.hints,
                                "exercises": {i: asdict(o) for i, o in g.outcomes.items()}} for g in grades]}
     _replace(csv_path, rows.getvalue())
     _replace(json_path, json.dumps(report, indent=1) + "\n")
@@ -83,7 +83,7 @@ def read_done(ref: Reference, out: Path) -> dict[str, Grade]:
             raise SystemExit(f"--resume: {json_path} is a report of {report.get('lab')}, not {ref.name}; "
                              "give another --out or drop --resume.")
         return {s["file"]: Grade(s["student"], s["file"], {i: Outcome(**o) for i, o in s["exercises"].items()},
-                                 s["seconds"], s["note"], s["runs"], s.get("review", ""))
+                                 s["seconds"], s["note"], s["runs"], s.get("review", ""), s.get("hints", ""))
                 for s in report["submissions"] if set(s["exercises"]) == {ex.id for ex in ref.exercises}}
     except (ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"--resume: cannot read {json_path} ({type(e).__name__}: {e}); "
