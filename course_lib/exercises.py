@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import math
 import importlib
 import os
 import random
@@ -107,6 +108,13 @@ class Exercise:
     atol: float = 1e-6
     compare: Callable[[Any, Any, tuple], None] | None = None
     describe: str = ""  # what the check checks, shown on success
+    # what each case is, in words, in the order cases() returns them ("orthogonal unit vectors, t = 0.5"): a failing
+    # case is named by it, with a summary of its inputs
+    names: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # names of the parts of a tuple output ("the penalty", "its weight gradient")
+    # known-wrong variants of the reference, called like it: (what the mistake is, the variant). When an answer
+    # fails, the check says which one it matches on every case ("it looks like a per-pixel mean: ...")
+    mistakes: tuple[tuple[str, Callable[..., Any]], ...] = ()
 
     @property
     def builds_on(self) -> tuple[tuple[str, str], ...]:
@@ -167,14 +175,31 @@ def _shape(x: Any) -> str:
     return f"tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def compare_close(got: Any, want: Any, rtol: float, atol: float, where: str = "output") -> None:
-    """Raise AssertionError unless got and want agree (recursively) within tolerances."""
+def _dtype(x: Any) -> str:
+    return str(x.dtype).replace("torch.", "") if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _numbers(gi: float, wi: float, got: Any, want: Any) -> str:
+    """got and expected, with enough digits to see the difference, and the dtypes where 6 digits hide it."""
+    short_g, short_w = f"{gi:.6g}", f"{wi:.6g}"
+    if short_g != short_w:
+        return f"got {short_g}, expected {short_w}"
+    return f"got {gi!r} ({_dtype(got)}), expected {wi!r} ({_dtype(want)})"
+
+
+def compare_close(got: Any, want: Any, rtol: float, atol: float, where: str = "output",
+                  parts: Sequence[str] = ()) -> None:
+    """Raise AssertionError unless got and want agree (recursively) within tolerances.
+
+    parts: names of the elements of a tuple output, used in the message instead of their index.
+    """
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
             raise AssertionError(f"{where}: expected a tuple of {len(want)} values, got {_shape(got)}"
                                  + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "") + ".")
         for i, (g, w) in enumerate(zip(got, want)):
-            compare_close(g, w, rtol, atol, f"{where}[{i}]")
+            part = parts[i] if i < len(parts) else f"item {i + 1} of {len(want)}"
+            compare_close(g, w, rtol, atol, f"{where}, {part}")
         return
     if isinstance(want, dict):
         if not isinstance(got, dict) or set(got) != set(want):
@@ -204,7 +229,23 @@ def compare_close(got: Any, want: Any, rtol: float, atol: float, where: str = "o
         n_bad = int((~ok).sum())
         at = f" at flat index {i}" if w.numel() > 1 else ""
         raise AssertionError(f"{where}: {n_bad} of {w.numel()} value(s) differ from the reference{at}: "
-                             f"got {gi:.6g}, expected {wi:.6g} (rtol={rtol:g}, atol={atol:g}).")
+                             f"{_numbers(gi, wi, got, want)} (rtol={rtol:g}, atol={atol:g}).{_ratio(g, w)}")
+
+
+def _ratio(g: torch.Tensor, w: torch.Tensor) -> str:
+    """' Every value is c x the reference's.' where one constant factor relates them (a scale mistake), else ''."""
+    finite = torch.isfinite(g) & torch.isfinite(w) & (w.abs() > 1e-12)
+    if int(finite.sum()) < 3 or not bool(finite.all()):  # one or two numbers always have "a constant ratio"
+        return ""
+    r = g[finite] / w[finite]
+    c = float(r.mean())
+    if c == 0 or abs(c - 1) < 1e-9 or float((r - c).abs().max()) > 1e-6 * abs(c):
+        return ""
+    known = {2: "2", 0.5: "1/2", -1: "-1", math.log(2): "ln 2", 1 / math.log(2): "1/ln 2"}
+    name = next((v for k, v in known.items() if abs(c - k) < 1e-9 * max(1, abs(k))), None)
+    if name is None and abs(1 / c - round(1 / c)) < 1e-6 * abs(1 / c) and abs(1 / c) >= 2:
+        name = f"1/{round(1 / c)}"
+    return f" Every value is {name or f'{c:.6g}'} x the reference's: a scale or sign mistake, not noise."
 
 
 def _globals_of(obj: Any) -> dict | None:
@@ -276,12 +317,81 @@ def _odd_value(value: Any) -> str | None:
     return None if type(value) in (torch.Tensor, float, int, bool, str, type(None)) else type(value).__name__
 
 
+# PyTorch's words for the errors students meet in these exercises -> the course's (added as a note to the error)
+TORCH_ERRORS: tuple[tuple[str, str], ...] = (
+    (r"appears to not have been used in the graph",
+     "torch.autograd.grad was asked for the gradient with respect to a tensor the output does not depend on: make "
+     "the input require grad *before* you compute the output from it, and do not detach it on the way."),
+    (r"does not require grad and does not have a grad_fn",
+     "the value you differentiate is not connected to the graph: a .detach(), .item(), torch.no_grad() or a trip "
+     "through NumPy cut it; keep the computation in torch."),
+    (r"Trying to backward through the graph a second time",
+     "an earlier backward or autograd.grad freed the graph: pass retain_graph=True to the earlier call, or "
+     "create_graph=True where its result must itself be differentiated (a gradient penalty)."),
+    (r"a leaf Variable that requires grad is being used in an in-place operation",
+     "an in-place operation (x += ..., x.mul_(...)) on a tensor that requires grad: write x = x + ... instead."),
+    (r"mat1 and mat2 shapes cannot be multiplied|size mismatch",
+     "a layer or matrix product got an input of the wrong width: print the shapes as they go through your code "
+     "and compare them with the contract's."),
+    (r"The size of tensor a \(\d+\) must match the size of tensor b|shape .* doesn't match the broadcast shape",
+     "two tensors do not broadcast: a (B,) tensor against (B, C, H, W) needs .reshape(-1, 1, 1, 1) (or [:, None, "
+     "None, None]) first; the batch axis is the first one."),
+    (r"expected scalar type \w+ but found \w+|expected m1 and m2 to have the same dtype|must have the same dtype",
+     "tensors of two dtypes meet (float32 and float64): make new tensors with dtype=x.dtype, or .to(x.dtype)."),
+    (r"Expected all tensors to be on the same device",
+     "tensors on two devices meet: create new tensors with device=x.device."),
+)
+
+
+def explain_torch_error(e: BaseException) -> str:
+    """The course's explanation of a PyTorch error message, or ''."""
+    import re
+
+    text = str(e)
+    return next((why for pattern, why in TORCH_ERRORS if re.search(pattern, text)), "")
+
+
 def _run(exercise_id: str, fn: Callable[..., Any], cases: Sequence[tuple]) -> list[Any]:
     from . import harness
 
     if not callable(fn):
         raise TypeError(f"{exercise_id}: check() needs the function you wrote, got {type(fn).__name__}.")
-    return [to_plain(fn(*harness.prepare(exercise_id, case))) for case in cases]
+    outputs = []
+    for k, case in enumerate(cases):
+        args = harness.prepare(exercise_id, case)
+        try:
+            outputs.append(to_plain(fn(*args)))
+        except Exception as e:
+            why = explain_torch_error(e)
+            if why and hasattr(e, "add_note"):
+                e.add_note(f"{exercise_id}, case {k + 1} of {len(cases)} (inputs: {describe_inputs(case)}): {why}")
+            raise
+    return outputs
+
+
+def describe_inputs(args: Sequence[Any], limit: int = 160) -> str:
+    """A case's inputs in a few words: shapes and dtypes of tensors (and their range), numbers and strings as they are."""
+    def one(x: Any) -> str:
+        if isinstance(x, torch.Tensor):
+            if x.numel() == 0:
+                return f"empty {tuple(x.shape)} {_dtype(x)}"
+            if x.numel() == 1:
+                return f"{x.item():.4g} ({_dtype(x)})"
+            if x.dtype.is_floating_point:
+                return f"{tuple(x.shape)} {_dtype(x)} in [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+            return f"{tuple(x.shape)} {_dtype(x)}"
+        if isinstance(x, dict):
+            return "{" + ", ".join(f"{k}: {one(v)}" for k, v in list(x.items())[:4]) + (", ..." if len(x) > 4 else "") + "}"
+        if isinstance(x, (list, tuple)):
+            inner = ", ".join(one(v) for v in list(x)[:4])
+            return f"[{inner}{', ...' if len(x) > 4 else ''}]" if isinstance(x, list) else f"({inner})"
+        if isinstance(x, float):
+            return f"{x:.4g}"
+        if callable(x):
+            return getattr(x, "__name__", type(x).__name__)
+        return repr(x)
+    text = ", ".join(one(a) for a in args)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def collect(ex: Exercise, fn: Callable[..., Any]) -> list[Any]:
@@ -303,12 +413,37 @@ def _verify(ex: Exercise, outputs: Sequence[Any]) -> int:
         raise AssertionError(f"{ex.id}: expected {len(cases)} outputs, got {len(outputs)}.")
     for k, (args, got) in enumerate(zip(cases, outputs)):
         want = to_plain(ex.reference(*harness.prepare(ex.id, args)))
-        where = f"{ex.id}, case {k + 1} of {len(cases)}"
-        if ex.compare is not None:
-            ex.compare(got, want, args)
-        else:
-            compare_close(got, want, ex.rtol, ex.atol, where)
+        name = f"{ex.names[k]}; " if len(ex.names) == len(cases) else ""
+        where = f"{ex.id}, case {k + 1} of {len(cases)} ({name}inputs: {describe_inputs(args)})"
+        try:
+            _compare(ex, got, want, args, where)
+        except AssertionError as e:
+            looks_like = _mistake_matched(ex, outputs, cases)
+            if looks_like:
+                raise AssertionError(f"{e} It looks like {looks_like}.") from None
+            raise
     return len(cases)
+
+
+def _compare(ex: Exercise, got: Any, want: Any, args: tuple, where: str) -> None:
+    if ex.compare is not None:
+        ex.compare(got, want, args)
+    else:
+        compare_close(got, want, ex.rtol, ex.atol, where, ex.outputs)
+
+
+def _mistake_matched(ex: Exercise, outputs: Sequence[Any], cases: Sequence[tuple]) -> str:
+    """The first known mistake of the exercise whose outputs the answer matches on every case, or ''."""
+    from . import harness
+
+    for what, variant in ex.mistakes:
+        try:
+            for args, got in zip(cases, outputs):
+                _compare(ex, got, to_plain(variant(*harness.prepare(ex.id, args))), args, "")
+        except Exception:  # AssertionError: not this mistake; anything else: the variant does not apply here
+            continue
+        return what
+    return ""
 
 
 def _record(exercise_id: str, outputs: list[Any]) -> None:

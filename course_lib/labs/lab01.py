@@ -103,17 +103,44 @@ def mode_coverage_cases() -> list[tuple]:
             (noisy, centers, 0.15, 10), (lopsided, centers, 0.15, 10), (lopsided.clone(), centers, 0.3, 2)]
 
 
+# -- known mistakes, for the checks to name (Exercise.mistakes) ------------------------------------------------------
+def _pooled(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([a, b]).mean()
+
+
+MISTAKES = {
+    "lab01.kl_discrete": (("KL(q || p): the arguments swapped (KL is not symmetric)", lambda p, q: kl_discrete(q, p)),
+                          ("a KL with its sign flipped (KL is never negative)", lambda p, q: -kl_discrete(p, q))),
+    "lab01.jsd": (("the two KL terms without their 1/2 weights (the maximum becomes 2 log 2)",
+                   lambda p, q: 2 * jsd_discrete(p, q)),),
+    "lab01.discriminator_loss": (
+        ("one mean over the real and fake batches pooled (with n = m, exactly half the loss): take one mean per batch",
+         lambda r, f: _pooled(torch.nn.functional.softplus(-r), torch.nn.functional.softplus(f))),
+        ("log(sigmoid(a)) computed directly: it is -inf once the sigmoid rounds to 0 or 1 (|a| ~ 100); use softplus",
+         lambda r, f: -(torch.log(torch.sigmoid(r)).mean() + torch.log(1 - torch.sigmoid(f)).mean()))),
+    "lab01.generator_loss": (
+        ("the saturating loss mean log(1 - D(G(z))), not the non-saturating -mean log D(G(z))",
+         lambda f: generator_loss(f, saturating=True)),
+        ("-log(sigmoid(a)) computed directly: inf once the sigmoid rounds to 0; use softplus(-a)",
+         lambda f: -torch.log(torch.sigmoid(f)).mean())),
+}
+
 register(Exercise("lab01.kl_discrete", kl_discrete_cases, kl_discrete, rtol=1e-6, atol=1e-9,
-                  describe="KL >= 0, zero at p = q, 0 log 0 = 0"))
+                  describe="KL >= 0, zero at p = q, 0 log 0 = 0", mistakes=MISTAKES["lab01.kl_discrete"]))
 register(Exercise("lab01.kl_gaussian", kl_gaussian_cases, kl_gaussian, rtol=1e-6, atol=1e-9,
                   describe="closed-form Gaussian KL"))
 register(Exercise("lab01.jsd", jsd_cases, jsd_discrete, rtol=1e-6, atol=1e-9,
-                  describe=f"including disjoint supports, where JSD = log 2 = {math.log(2):.4f}"))
+                  describe=f"including disjoint supports, where JSD = log 2 = {math.log(2):.4f}",
+                  mistakes=MISTAKES["lab01.jsd"]))
 register(Exercise("lab01.optimal_discriminator", optimal_discriminator_cases, optimal_discriminator,
                   rtol=1e-6, atol=1e-9, describe="D* = p_data / (p_data + p_g), 1/2 where both are 0"))
 register(Exercise("lab01.discriminator_loss", discriminator_loss_cases, discriminator_loss, rtol=1e-5, atol=1e-5,
-                  describe="BCE from logits, stable for |logit| up to 120"))
+                  describe="BCE from logits, stable for |logit| up to 120",
+                  names=("64 real and 64 fake logits", "32 real and 48 fake: unequal batches",
+                         "logits of +-60 and +-120, where log(sigmoid) overflows", "the same, signs swapped"),
+                  mistakes=MISTAKES["lab01.discriminator_loss"]))
 register(Exercise("lab01.generator_loss", generator_loss_cases, generator_loss, rtol=1e-5, atol=1e-5,
-                  describe="non-saturating -mean log D(G(z)), stable for large logits"))
+                  describe="non-saturating -mean log D(G(z)), stable for large logits",
+                  mistakes=MISTAKES["lab01.generator_loss"]))
 register(Exercise("lab01.mode_coverage", mode_coverage_cases, mode_coverage, rtol=1e-9, atol=1e-12,
                   describe="modes covered and high-quality fraction"))

@@ -168,10 +168,25 @@ register(Exercise("lab03.discriminator", lambda: net_cases("discriminator"), _di
                   compare=discriminator_compare,
                   describe="one score per image for S = 8 and 28; LeakyReLU; no pooling, no sigmoid"))
 register(Exercise("lab03.hinge_d_loss", hinge_d_cases, hinge_discriminator_loss, rtol=1e-5, atol=1e-6,
-                  describe="two separate means, zero past the margins"))
+                  describe="two separate means, zero past the margins",
+                  mistakes=(("one mean over the real and fake terms pooled: take one mean per batch",
+                             lambda r, f: torch.cat([torch.relu(1 - r), torch.relu(1 + f)]).mean()),
+                            ("the margins' signs swapped: max(0, 1 + real) and max(0, 1 - fake)",
+                             lambda r, f: torch.relu(1 + r).mean() + torch.relu(1 - f).mean()))))
 register(Exercise("lab03.hinge_g_loss", hinge_g_cases, hinge_generator_loss, rtol=1e-5, atol=1e-6,
-                  describe="-mean D(G(z))"))
+                  describe="-mean D(G(z))",
+                  mistakes=(("D's hinge term max(0, 1 - a) reused for G: it stops pushing once a sample scores 1",
+                             lambda f: torch.relu(1 - f).mean()),
+                            ("+mean D(G(z)): the generator would lower D's scores of its samples",
+                             lambda f: f.mean()))))
 register(Exercise("lab03.gradient_penalty", gradient_penalty_cases, penalty_and_weight_gradient,
-                  rtol=1e-4, atol=1e-5, describe="the penalty and its gradient w.r.t. the critic's weights"))
+                  rtol=1e-4, atol=1e-5, describe="the penalty and its gradient w.r.t. the critic's weights",
+                  names=("a conv critic on 8x8 images", "an MLP critic on 2-D points",
+                         "a quadratic critic, eps = 0 and 1 included (the fake and real points themselves)"),
+                  outputs=("the penalty", "its gradient w.r.t. the critic's weights")))
 register(Exercise("lab03.slerp", slerp_cases, slerp, rtol=1e-6, atol=1e-8,
-                  describe="endpoints, orthogonal unit vectors, identical rows (lerp fallback)"))
+                  describe="endpoints, orthogonal unit vectors, identical rows (lerp fallback)",
+                  names=("random rows, t = 0.3", "t = 0: z0 itself", "t = 1: z1 itself", "orthogonal unit vectors, t = 0.5",
+                         "identical rows, t = 0.4: the lerp fallback", "rows of norms about 10 and 30, t = 0.75"),
+                  mistakes=(("the straight line (lerp): slerp follows the great circle between the rows",
+                             lambda z0, z1, t: (1 - t) * z0 + t * z1),)))

@@ -106,6 +106,14 @@ register(Exercise("lab04.condition_input", condition_input_cases, condition_inpu
 register(Exercise("lab04.projection_logits", projection_cases, projection_logits, rtol=1e-9, atol=1e-10,
                   describe="psi plus one inner product per example, B = d included"))
 register(Exercise("lab04.matching_aware_d_loss", matching_aware_cases, matching_aware_d_loss, rtol=1e-5, atol=1e-5,
-                  describe="three batches of different sizes, weights 1, 1/2, 1/2, and float32 logits of 100 to 130"))
+                  describe="three batches of different sizes, weights 1, 1/2, 1/2, and float32 logits of 100 to 130",
+                  mistakes=(("weight 1, not 1/2, on the wrong-label and fake terms: together they must weigh as "
+                             "much as the real one",
+                             lambda r, w, f: nn.functional.softplus(-r).mean() + nn.functional.softplus(w).mean()
+                             + nn.functional.softplus(f).mean()),
+                            ("one mean over the wrong-label and fake logits pooled: the batches differ in size, "
+                             "take one mean each",
+                             lambda r, w, f: nn.functional.softplus(-r).mean()
+                             + nn.functional.softplus(torch.cat([w, f])).mean()))))
 register(Exercise("lab04.class_accuracy", class_accuracy_cases, class_accuracy, rtol=1e-6, atol=1e-7,
                   describe="a mean over samples, per class among that class's samples, NaN for an absent class"))

@@ -104,11 +104,37 @@ def interpolate_cases() -> list[tuple]:
 
 register(Exercise("lab05.reparameterize", reparameterize_cases, reparameterize_and_gradients, rtol=1e-5, atol=1e-6,
                   describe="z = mu + sigma eps, and gradients reach mu and logvar"))
+def _elbo_pixel_mean(logits, x, mu, logvar, beta=1.0):
+    """The classic mistake: F.binary_cross_entropy_with_logits's default, a mean over pixels (and batch)."""
+    return F.binary_cross_entropy_with_logits(logits, x) + beta * kl_to_prior(mu, logvar).mean()
+
+
 register(Exercise("lab05.kl_to_prior", kl_cases, kl_to_prior, rtol=1e-6, atol=1e-8,
-                  describe="closed form, one value per example; 0 when q is the prior"))
+                  describe="closed form, one value per example; 0 when q is the prior",
+                  mistakes=(("a KL with its sign flipped: KL is never negative", lambda mu, lv: -kl_to_prior(mu, lv)),
+                            ("a mean over the latent dimensions instead of a sum",
+                             lambda mu, lv: 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean(1)))))
 register(Exercise("lab05.elbo_loss", elbo_cases, elbo_loss, rtol=1e-6, atol=1e-6,
-                  describe="summed over pixels and latents, averaged over the batch, beta on the KL"))
+                  describe="summed over pixels and latents, averaged over the batch, beta on the KL",
+                  mistakes=(("a per-pixel mean of the reconstruction term (binary_cross_entropy_with_logits' default "
+                             "reduction): it is divided by the number of pixels, 784 on Fashion-MNIST, so the KL "
+                             "weighs 784 times too much; sum over the pixels of each image",
+                             _elbo_pixel_mean),
+                            ("a sum over the batch instead of a mean",
+                             lambda lo, x, mu, lv, beta=1.0: elbo_loss(lo, x, mu, lv, beta) * len(x)),
+                            ("the KL added with the wrong sign: the loss is reconstruction error PLUS beta KL",
+                             lambda lo, x, mu, lv, beta=1.0: elbo_loss(lo, x, mu, lv, -beta)))))
 register(Exercise("lab05.iwae_bound", iwae_cases, iwae_bound, rtol=1e-7, atol=1e-6,
-                  describe="k = 1 and 64, and log-weights near -3000 nats where exp() underflows"))
+                  describe="k = 1 and 64, and log-weights near -3000 nats where exp() underflows",
+                  mistakes=(("logsumexp without the - log k: the log of the sum of the weights, not of their mean",
+                             lambda a, b, c: torch.logsumexp(a + b - c, dim=0)),
+                            ("the mean of the log-weights: that is the ELBO, not the importance-weighted bound",
+                             lambda a, b, c: (a + b - c).mean(0)))))
 register(Exercise("lab05.interpolate", interpolate_cases, interpolate, rtol=1e-7, atol=1e-9,
-                  describe="endpoints included, evenly spaced"))
+                  describe="endpoints included, evenly spaced",
+                  mistakes=(("t in float32 (torch.linspace's default dtype) against float64 codes: pass "
+                             "dtype=z0.dtype",
+                             lambda z0, z1, n: (1 - torch.linspace(0, 1, n)[:, None]) * z0
+                             + torch.linspace(0, 1, n)[:, None] * z1),
+                            ("t = i / steps: the last point stops short of z1; t = i / (steps - 1)",
+                             lambda z0, z1, n: torch.stack([lerp(z0, z1, i / n) for i in range(n)])))))

@@ -170,11 +170,18 @@ def compare_causality(got, want, args) -> None:
 
 
 register(Exercise("lab06.masks", mask_cases, mask, rtol=0, atol=0,
+                  mistakes=(("types A and B swapped: A hides the centre pixel, B shows it",
+                             lambda kind, k: mask("B" if kind == "A" else "A", k)),),
                   describe="k = 1, 3, 5, 7: type A hides the centre, B shows it, rows above whole"))
 register(Exercise("lab06.masked_conv", masked_conv_cases, conv_outputs(MaskedConv2d),
                   compare=compare_conv,
                   describe="weights set after construction, masked in forward; H x W kept; type A causal"))
 register(Exercise("lab06.bits_per_dim", bits_per_dim_cases, bits_per_dim, rtol=1e-9, atol=1e-12,
+                  mistakes=(("nats per dimension: divide by ln 2 as well to get bits",
+                             lambda nll, dims: nll / dims),
+                            ("ln 2 multiplied instead of divided", lambda nll, dims: nll * math.log(2) / dims),
+                            ("one mean over the batch: return one value per image",
+                             lambda nll, dims: (nll / (dims * math.log(2))).mean())),
                   describe="D = 1, 64, 784, 3072, and a uniform 17-level model at log2 17"))
 register(Exercise("lab06.sampling_loop", sampling_cases, sample, rtol=0, atol=1e-7,
                   describe="draw for draw, with logits that depend on the pixels drawn before"))
