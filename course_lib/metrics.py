@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from typing import Callable
 
 import torch
@@ -131,8 +132,10 @@ def kid(real_features: torch.Tensor, fake_features: torch.Tensor, subsets: int =
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = min(1000, len(real_features) // 2, len(fake_features) // 2)  # subsets smaller than the sets, so they vary
-    metric = KernelInceptionDistance(feature=_Given(real_features.shape[1]), subsets=subsets, subset_size=size,
-                                     normalize=True)
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": these are the features, given
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+        metric = KernelInceptionDistance(feature=_Given(real_features.shape[1]), subsets=subsets, subset_size=size,
+                                         normalize=True)
     metric.update(real_features.float().cpu(), real=True)
     metric.update(fake_features.float().cpu(), real=False)
     with torch.random.fork_rng(devices=[]):  # its subsets are drawn from the global RNG
