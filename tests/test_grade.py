@@ -392,6 +392,10 @@ def test_recorded_outputs_are_verified_here_and_forgeries_rejected():
     assert grading.verify_recorded(ex.id, saved({"exercise": ex.id, "outputs": right})) == ""
     wrong = saved({"exercise": ex.id, "outputs": [r + 1 for r in right]})
     assert "compared by the grader" in grading.verify_recorded(ex.id, wrong)
+    elbo = get_exercise("lab05.elbo_loss")  # a classic mistake is named first, before the 200-character cut
+    per_pixel = [to_plain(elbo.mistakes[0][1](*args)) for args in elbo.cases()]
+    why = grading.verify_recorded(elbo.id, saved({"exercise": elbo.id, "outputs": per_pixel}))
+    assert why.startswith("looks like a per-pixel mean of the reconstruction term"), why
     other = saved({"exercise": "lab00.class_means", "outputs": right})
     assert "not the ones check() writes" in grading.verify_recorded(ex.id, other)
     assert "unreadable" in grading.verify_recorded(ex.id, b"not a torch file")

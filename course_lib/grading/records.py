@@ -72,7 +72,12 @@ def verify_recorded(ex_id: str, data: bytes | None, salt: int = 0) -> str:
         with salted(salt):
             verify(get_exercise(ex_id), list(loaded["outputs"]))
     except AssertionError as e:
-        return short(f"differs from the reference (compared by the grader): {e}")
+        text = str(e)
+        if " It looks like " in text:  # the diagnosis first: the reason is cut at 200 characters
+            body, mistake = text.split(" It looks like ", 1)
+            return short(f"looks like {mistake.rstrip('.')}; differs from the reference (compared by the grader): {body}",
+                         300)
+        return short(f"differs from the reference (compared by the grader): {text}")
     except Exception as e:
         return short(f"outputs could not be compared with the reference: {type(e).__name__}: {e}")
     return ""
