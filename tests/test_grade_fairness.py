@@ -93,3 +93,45 @@ def test_every_builds_on_names_an_exercise_of_the_same_lab_and_a_name_its_soluti
             for name, other in get_exercise(ex_id).builds_on:
                 assert other.split(".")[0] == ex_id.split(".")[0] and other in sources, (ex_id, other)
                 assert name in source, f"{ex_id} builds on {name!r}, which its solution never calls"
+
+
+def test_review_and_reference_parse_one_thread_at_a_time(monkeypatch):
+    """CPython 3.11's ast.parse keeps its recursion count in shared state (python/cpython#106905): with --jobs 2 a
+    submission got 'grader error (SystemError: AST constructor recursion depth mismatch)' in CI. The race is too
+    rare to provoke on demand, so this checks the cure: no two grading threads are ever inside ast.parse at once."""
+    import ast
+    import threading
+    import time
+
+    from course_lib.grading.reference import Cell, defined_names
+    from course_lib.grading.review import review
+
+    real, inside, most, lock = ast.parse, [0], [0], threading.Lock()
+
+    def slow_parse(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.002)  # a wide window for the other thread
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(ast, "parse", slow_parse)
+    source = (REPO_ROOT / "solutions" / "05_vae.ipynb").read_text(encoding="utf-8")
+    cells = [Cell("".join(c["source"]), "context") for c in json.loads(source)["cells"] if c["cell_type"] == "code"]
+
+    def work() -> None:
+        for _ in range(3):
+            review(cells)
+            for c in cells:
+                defined_names(c.source)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1, "two grading threads were inside ast.parse at once"

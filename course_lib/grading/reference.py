@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from ..exercises import get_exercise
-from ..notebooks import REPO_ROOT, checks_of, exercises_of
+from ..notebooks import REPO_ROOT, checks_of, course_meta, exercises_of
 from .text import short
 
 
@@ -20,10 +21,22 @@ class RefExercise:
     names: tuple[str, ...] = ()  # what the solution's exercise cell defines (functions, classes)
 
 
+# CPython 3.11 keeps ast.parse's recursion count in state shared between threads, so two grading threads parsing
+# at once can fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905, fixed in
+# later releases): a submission graded that way got "grader error". Every parse in the grader takes this lock.
+AST_LOCK = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """ast.parse, one thread at a time (see AST_LOCK)."""
+    with AST_LOCK:
+        return ast.parse(source)
+
+
 def defined_names(source: str) -> tuple[str, ...]:
     """The functions and classes a cell defines at its top level; () if it does not parse."""
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except (SyntaxError, ValueError):
         return ()
     return tuple(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
@@ -34,6 +47,7 @@ class Reference:
     name: str  # e.g. "01_divergences_and_gan_theory"
     path: Path
     exercises: tuple[RefExercise, ...]
+    questions: tuple[str, ...] = ()  # ids of the written questions (answer cells), in order: collected, not scored
 
     @property
     def max_points(self) -> float:
@@ -71,7 +85,8 @@ def load_reference(path: Path) -> Reference:
                                      defined_names(nb.cells[ex.index].source)))
     if not exercises:
         raise SystemExit(f"{path} has no exercise cells (metadata course.exercise); nothing to grade.")
-    return Reference(path.stem, path, tuple(exercises))
+    questions = tuple(course_meta(c)["answer"] for c in nb.cells if "answer" in course_meta(c))
+    return Reference(path.stem, path, tuple(exercises), questions)
 
 
 # ---------------------------------------------------------------------------- the graded notebook
