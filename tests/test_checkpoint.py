@@ -226,3 +226,22 @@ def test_optimiser_for_other_parameters_changes_nothing(tmp_path):
         load_checkpoint(path, other, {"opt": head_only})
     assert equal_states(before, state(other))
     assert head_only.state_dict() == opt_before
+
+
+def test_atomic_write_gives_the_mode_open_would_not_mkstemps_0600(tmp_path):
+    """Data and notebooks the course writes must be readable by others: a grader's kernel runs as nobody."""
+    import os
+
+    from course_lib.checkpoint import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.bin") as f:
+            f.write(b"x")
+        assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        with atomic_write(tmp_path / "b.bin") as f:
+            f.write(b"x")
+        assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
