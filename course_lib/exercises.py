@@ -115,6 +115,9 @@ class Exercise:
     # known-wrong variants of the reference, called like it: (what the mistake is, the variant). When an answer
     # fails, the check says which one it matches on every case ("it looks like a per-pixel mean: ...")
     mistakes: tuple[tuple[str, Callable[..., Any]], ...] = ()
+    # no one right output (a trained model's samples): `reference` returns None and `compare` judges what the
+    # output shows, in the grader's process (lab03.build_gan: the FD of the samples before and after training)
+    judged: bool = False
 
     @property
     def builds_on(self) -> tuple[tuple[str, str], ...]:

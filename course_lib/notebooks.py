@@ -37,6 +37,9 @@ from .checkpoint import atomic_write
 from .profiles import ENV_VAR as PROFILE_VAR
 from .paths import README, REPO_ROOT, between_markers
 
+# A written question's answer cell (markdown, metadata {"course": {"answer": ID}}): the solution holds a model
+# answer, the lab this placeholder; the grader collects what the student wrote there for the instructor.
+ANSWER_PLACEHOLDER = "*Your answer here: a few sentences. The grader collects it for your instructor; it is not scored.*"
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 NB_VERSION = 4
@@ -137,7 +140,11 @@ def make_lab(solution) -> nbformat.NotebookNode:
         cell = nbformat.from_dict(dict(cell))
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        if cell.cell_type == "code" and "exercise" in meta:
+        if "answer" in meta:
+            if cell.cell_type != "markdown":
+                raise ValueError(f"answer cell {meta['answer']!r} must be a markdown cell.")
+            cell.source = ANSWER_PLACEHOLDER
+        elif cell.cell_type == "code" and "exercise" in meta:
             ex = next(e for e in exercises_of(nb) if e.id == meta["exercise"])
             cell.source = stub_source(cell.source, ex.id, stub_message(ex.id, ex.contract, len(ex.hints)))
             for key in ("hints", "hint"):  # the recipe is one hint() away, not in the lab's metadata

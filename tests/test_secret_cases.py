@@ -68,6 +68,8 @@ def test_secret_cases_are_plain_new_and_only_the_right_answer_passes(exercise_id
         with salted(salt):
             cases = through_a_file(draw_cases(ex))  # raises if a case is not plain data
         assert not same(cases, home_cases), f"{exercise_id}: salt {salt:#x} draws the cases a student sees at home"
+        if ex.judged:  # no reference output to replay: its compare judges behaviour (tests/test_build_and_train.py)
+            continue
         answers = _run(exercise_id, ex.reference, cases)  # what the kernel computes, with the reference's code
         with salted(salt):
             assert verify(ex, answers) == len(cases)

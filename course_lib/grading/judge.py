@@ -5,7 +5,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .text import short
@@ -53,6 +53,7 @@ class Grade:
     runs: int = 0  # kernels started
     review: str = ""  # why a person should look at the code (see review.py); never changes the points
     hints: str = ""  # the hints the saved notebook shows were asked for, e.g. "lab03.slerp 3/3"; never changes the points
+    answers: dict[str, str] = field(default_factory=dict)  # written question id -> the student's answer ("": none)
 
     @property
     def total(self) -> float:
@@ -73,6 +74,7 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
     cells, missing = build_cells(ref, nb)
     flags = review(cells, reference_paths(ex.id for ex in ref.exercises))
     seen = hints_seen(nb, [ex.id for ex in ref.exercises])
+    answers = written_answers(nb, ref.questions)
     for ex_id in missing:
         outcomes[ex_id] = Outcome(0.0, next(e.points for e in ref.exercises if e.id == ex_id),
                                   "missing exercise: no cell has this exercise id in its metadata")
@@ -120,7 +122,21 @@ def grade_submission(path: Path, ref: Reference, opts: GradeOptions, student: st
                  and not (c.role == "check" and c.exercise in outcomes)
                  and not (culprit.role == "exercise" and c.exercise == culprit.exercise)]
     ordered = {ex.id: outcomes.get(ex.id) or Outcome(0.0, ex.points, "not graded") for ex in ref.exercises}
-    return Grade(student, str(path), ordered, time.monotonic() - start, "; ".join(notes), runs, flags, seen)
+    return Grade(student, str(path), ordered, time.monotonic() - start, "; ".join(notes), runs, flags, seen, answers)
+
+
+def written_answers(nb, questions: tuple[str, ...]) -> dict[str, str]:
+    """What the student wrote in each written question's answer cell (found by its id); "" if unanswered."""
+    from ..notebooks import ANSWER_PLACEHOLDER
+
+    found: dict[str, str] = {}
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("course", {}) if isinstance(cell, dict) else {}
+        qid = meta.get("answer") if isinstance(meta, dict) else None
+        if qid in questions:
+            text = "".join(cell.get("source", "")) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
+            found[qid] = "" if text.strip() in ("", ANSWER_PLACEHOLDER) else text.strip()
+    return {q: found.get(q, "") for q in questions}
 
 
 def hints_seen(nb, exercise_ids: list[str]) -> str:

@@ -55,19 +55,23 @@ def write_reports(ref: Reference, grades: list[Grade], out: Path, seconds: float
     ids = [ex.id for ex in ref.exercises]
     rows = io.StringIO()
     w = csv.writer(rows)
-    w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review", "hints asked"])
+    w.writerow(["student", "file", *ids, "total", "max", *[f"why {i}" for i in ids], "note", "review", "hints asked",
+                "written answers"])
     for g in grades:  # the text cells come from students (file names, exception messages): csv_cell defuses them
         w.writerow([csv_cell(g.student), csv_cell(g.file), *[f"{g.outcomes[i].points:g}" for i in ids],
                     f"{g.total:g}", f"{ref.max_points:g}", *[csv_cell(g.outcomes[i].reason) for i in ids],
-                    csv_cell(g.note), csv_cell(g.review), csv_cell(g.hints)])
+                    csv_cell(g.note), csv_cell(g.review), csv_cell(g.hints), _answered(g, ref)])
     report = {"lab": ref.name, "reference": str(ref.path), "max_points": ref.max_points, "seconds": round(seconds, 1),
               "sandbox": sandbox, "caps": caps, "complete": complete,
               "exercises": [{"id": ex.id, "points": ex.points} for ex in ref.exercises],
               "summary": summarise(ref, grades),
               "submissions": [{"student": g.student, "file": g.file, "total": g.total, "seconds": round(g.seconds, 1),
                                "runs": g.runs, "note": g.note, "review": g.review, "hints": g.hints,
+                               "answers": g.answers,
                                "exercises": {i: asdict(o) for i, o in g.outcomes.items()}} for g in grades]}
     _replace(csv_path, rows.getvalue())
+    if ref.questions:
+        _replace(csv_path.with_suffix(".answers.md"), answers_markdown(ref, grades))
     _replace(json_path, json.dumps(report, indent=1) + "\n")
     return csv_path, json_path
 
@@ -83,7 +87,8 @@ def read_done(ref: Reference, out: Path) -> dict[str, Grade]:
             raise SystemExit(f"--resume: {json_path} is a report of {report.get('lab')}, not {ref.name}; "
                              "give another --out or drop --resume.")
         return {s["file"]: Grade(s["student"], s["file"], {i: Outcome(**o) for i, o in s["exercises"].items()},
-                                 s["seconds"], s["note"], s["runs"], s.get("review", ""), s.get("hints", ""))
+                                 s["seconds"], s["note"], s["runs"], s.get("review", ""), s.get("hints", ""),
+                                 s.get("answers", {}))
                 for s in report["submissions"] if set(s["exercises"]) == {ex.id for ex in ref.exercises}}
     except (ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"--resume: cannot read {json_path} ({type(e).__name__}: {e}); "
@@ -139,6 +144,21 @@ def sandbox_status(opts: GradeOptions, require: bool) -> str:
     print(f"WARNING: grading WITHOUT a sandbox ({why}): {UNSANDBOXED_RISK}. "
           "Pass --require-sandbox to refuse instead.", file=sys.stderr)
     return f"none: {why}"
+
+
+def _answered(g: Grade, ref: Reference) -> str:
+    return f"{sum(bool(g.answers.get(q)) for q in ref.questions)} of {len(ref.questions)}" if ref.questions else ""
+
+
+def answers_markdown(ref: Reference, grades: list[Grade]) -> str:
+    """<out>.answers.md: each written question, then every student's answer, for the instructor to read."""
+    lines = [f"# Written answers: {ref.name}", "", "Not scored by the grader. Unanswered questions are marked.", ""]
+    for q in ref.questions:
+        lines += [f"## {q}", ""]
+        for g in grades:
+            text = g.answers.get(q, "")
+            lines += [f"### {g.student}", "", text if text else "*(no answer)*", ""]
+    return "\n".join(lines)
 
 
 def caps_status(opts: GradeOptions, sandbox: str) -> str:

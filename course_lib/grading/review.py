@@ -6,7 +6,8 @@ implementations (course_lib.labs), of the checks' harness (course_lib.harness), 
 beyond check(), of the grader, of
 $COURSE_GRADE_DIR or solutions/, monkeypatching of course_lib, walking the interpreter's frames
 (sys._getframe, f_back, gc.get_referrers), a function's internals (__globals__, __closure__),
-getattr or exec of names and code built at run time, and a check() of one's own. The setup cell's honest
+getattr or exec of names and code built at run time, a check() of one's own, and data loaded in an exercise
+cell. The setup cell's honest
 `from course_lib import setup, check` and `from course_lib.models... import ...` are not flagged.
 The scan runs in the grader's process on the cells that are run; nothing of the student's runs.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import ast
 import re
 
-from .reference import Cell
+from .reference import Cell, parse
 
 FORBIDDEN = {"course_lib.labs": "imports the reference implementations (course_lib.labs)",
              "course_lib.harness": "uses the checks' harness (course_lib.harness), which only check cells need",
@@ -27,6 +28,8 @@ STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercise
            "COURSE_GRADE": "reads or changes $COURSE_GRADE_DIR", "solutions/": "reads solutions/",
            "/solutions": "reads solutions/"}
 PATCHERS = ("setattr", "delattr")
+# No exercise's answer reads a dataset; one that does in a judged exercise (lab03.build_gan) could hand real images in
+DATA_IN_EXERCISE = r"\b(load_data|ensure_dataset|load_digits|FashionMNIST|MNIST)\b|\.images\b|idx3-ubyte"
 # Ways to reach the checker's internals without naming course_lib ([17]): frames, function internals,
 # names built at run time, code built at run time, and a check() of one's own.
 FRAME_ATTRS = {"_getframe", "currentframe", "getouterframes", "getinnerframes", "walk_stack", "f_back", "f_globals",
@@ -157,8 +160,10 @@ def review(cells: list[Cell], references: dict[str, str] | None = None) -> str:
             continue
         before = len(scan.found)
         try:
-            scan.visit(ast.parse(_python(cell.source)))
+            scan.visit(parse(_python(cell.source)))
         except (SyntaxError, ValueError):  # cannot be parsed: look for the words
             scan.found += [why for s, why in {**STRINGS, **FORBIDDEN}.items() if re.search(re.escape(s), cell.source)]
+        if cell.role == "exercise" and re.search(DATA_IN_EXERCISE, cell.source):
+            scan.found.append("loads data in an exercise cell (a judged exercise could hand in real images as samples)")
         notes += [f"cell {k}: {why}" for why in dict.fromkeys(scan.found[before:])]
     return "; ".join(dict.fromkeys(notes))

@@ -32,6 +32,10 @@ _BUILDS_ON = {
     "lab01.jsd": (("kl_discrete", "lab01.kl_discrete", "course_lib.divergences:kl_discrete"),),
     "lab05.elbo_loss": (("kl_to_prior", "lab05.kl_to_prior", "course_lib.harness.lab05:kl_to_prior"),),
     "lab06.masked_conv": (("causal_mask", "lab06.masks", "course_lib.models.pixelcnn:mask"),),
+    "lab03.build_gan": (("Generator", "lab03.generator", "course_lib.harness.lab03:reference_generator"),
+                        ("Discriminator", "lab03.discriminator", "course_lib.harness.lab03:reference_discriminator"),
+                        ("hinge_d_loss", "lab03.hinge_d_loss", "course_lib.models.gan:hinge_discriminator_loss"),
+                        ("hinge_g_loss", "lab03.hinge_g_loss", "course_lib.models.gan:hinge_generator_loss")),
 }
 
 

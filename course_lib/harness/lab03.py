@@ -93,3 +93,55 @@ def gradient_penalty_args(spec: dict, real: torch.Tensor, fake: torch.Tensor, ep
         net = critic(spec["kind"], int(spec["dim"]))
     net.load_state_dict(spec["state"])
     return net, real, fake, eps
+
+
+# -- the build-and-train exercise: the kernel trains the student's GAN; the grader judges its samples ---------------
+def train_and_sample(build_gan):
+    """The check cell's wrapper of `build_gan(width, seed) -> GAN`: (width, seed, steps, noise_seed, n) -> what it did.
+
+    Builds the student's GAN, draws n samples from fixed noise, trains it `steps` steps in the course's loop on
+    4,096 Fashion-MNIST training images (batches of 64, mapped to [-1, 1]), and draws again from the same noise.
+    Returns {"before", "after": (n, 1, 28, 28) in [0, 1]; "d_loss", "g_loss": the logged losses (k,)}; the
+    grader computes the Fréchet distances from the samples, in its own process.
+    """
+    from ..data import Batches, load_data
+    from ..train import Trainer, TrainConfig
+
+    def run(width: int, seed: int, steps: int, noise_seed: int, n: int) -> dict:
+        gan = build_gan(int(width), int(seed))
+        if not (hasattr(gan, "sample") and hasattr(gan, "parameters")):
+            raise TypeError(f"build_gan must return the course's GAN process (course_lib.models.gan.GAN), "
+                            f"got {type(gan).__name__}.")
+        images = load_data("fashion-mnist", "train").images
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(seed)))[:4096]
+        train = images[order] * 2 - 1  # (4096, 1, 28, 28) in [-1, 1] for a tanh generator
+
+        def draw() -> torch.Tensor:
+            gan.eval()  # batchnorm with its running statistics
+            with torch.no_grad():
+                x = gan.sample(int(n), generator=torch.Generator().manual_seed(int(noise_seed)))
+            gan.train()
+            return ((x.float() + 1) / 2).clamp(0, 1).cpu()  # (n, 1, 28, 28) in [0, 1]
+
+        before = draw()
+        trainer = Trainer(gan, train_config=TrainConfig(log_every=10, progress=False))
+        trainer.fit(Batches(train, 64, seed=int(seed)), steps=int(steps))
+        history = {k: torch.tensor(trainer.history.get(k, []), dtype=torch.float64) for k in ("d_loss", "g_loss")}
+        return {"before": before, "after": draw(), **history}
+
+    return run
+
+
+# -- what build_gan builds on: the references of the earlier exercises, with the lab's signatures ----------------------
+def reference_generator(z_dim: int, width: int, image_size: int) -> nn.Module:
+    """The course's DCGAN generator with lab 03's signature: Generator(z_dim, width, image_size)."""
+    from ..models.dcgan import DCGANConfig, Generator
+
+    return Generator(DCGANConfig(z_dim=z_dim, width=width, image_size=image_size))
+
+
+def reference_discriminator(width: int, image_size: int) -> nn.Module:
+    """The course's DCGAN discriminator with lab 03's signature: Discriminator(width, image_size)."""
+    from ..models.dcgan import DCGANConfig, Discriminator
+
+    return Discriminator(DCGANConfig(width=width, image_size=image_size))

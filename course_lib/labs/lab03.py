@@ -151,6 +151,49 @@ def gradient_penalty_cases() -> list[tuple]:
              torch.tensor([0.0, 1.0, 0.5, 0.25, 0.9]))]  # eps = 0 and 1: the fake and the real point themselves
 
 
+# -- build and train: the student's whole GAN, judged by its samples -------------------------------------------------
+TRAIN_STEPS, TRAIN_WIDTH, TRAIN_N = 150, 16, 256  # about 5-15 s on one CPU core; FD 452 -> 173-197 (two seeds)
+TRAIN_FACTOR = 0.6  # the trained FD must be below this fraction of the untrained one
+
+
+def build_gan_cases() -> list[tuple]:
+    """(width, seed, steps, noise_seed, n): one run, its seeds the grader's secret in a grading run."""
+    return [(TRAIN_WIDTH, case_seed(306) % 2**31, TRAIN_STEPS, case_seed(307) % 2**31, TRAIN_N)]
+
+
+def _no_reference(*args) -> None:
+    return None  # judged by train_compare from the samples: there is no one right output
+
+
+def train_compare(got, want, args) -> None:
+    """It trains: finite losses, samples in range, and an FD on Fashion-MNIST below TRAIN_FACTOR x the untrained one,
+    without copies of training images. The FDs are computed here, from the samples (in the grader's process)."""
+    from ..metrics import evaluate
+
+    where = f"lab03.build_gan, {args[2]} steps of width {args[0]}"
+    keys = {"before": torch.Tensor, "after": torch.Tensor, "d_loss": torch.Tensor, "g_loss": torch.Tensor}
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
+        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
+                             f"as given (it imports train_and_sample from course_lib.harness.lab03).")
+    n = int(args[4])
+    for k in ("before", "after"):
+        x = got[k]
+        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
+            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
+                                 f"shape {tuple(x.shape)}. Does your Generator(64, width, 28) make 28x28 images?")
+    losses = torch.cat([got["d_loss"].flatten(), got["g_loss"].flatten()])
+    if len(losses) == 0 or not bool(torch.isfinite(losses).all()) or float(losses.abs().max()) > 1e4:
+        raise AssertionError(f"{where}: the training losses diverged (largest |loss| {float(losses.abs().max()):.3g}, "
+                             f"finite: {bool(torch.isfinite(losses).all())}); a hinge loss stays near 0 to 2.")
+    fd = {k: evaluate(got[k], "fashion-mnist", profile="smoke", n=n) for k in ("before", "after")}
+    if fd["after"]["memorised"] > 0.5:
+        raise AssertionError(f"{where}: {fd['after']['memorised']:.0%} of the samples are copies of training images.")
+    if not fd["after"]["fd"] < TRAIN_FACTOR * fd["before"]["fd"]:
+        raise AssertionError(f"{where}: it does not train: FD {fd['before']['fd']:.1f} untrained -> {fd['after']['fd']:.1f} "
+                             f"after training, expected below {TRAIN_FACTOR:g} x the untrained FD. Check the "
+                             f"learning rates and that G and D use your losses (d_loss=, g_loss=).")
+
+
 # -- slerp ---------------------------------------------------------------------------------------------------
 def slerp_cases() -> list[tuple]:
     g = _gen(305)
@@ -184,6 +227,8 @@ register(Exercise("lab03.gradient_penalty", gradient_penalty_cases, penalty_and_
                   names=("a conv critic on 8x8 images", "an MLP critic on 2-D points",
                          "a quadratic critic, eps = 0 and 1 included (the fake and real points themselves)"),
                   outputs=("the penalty", "its gradient w.r.t. the critic's weights")))
+register(Exercise("lab03.build_gan", build_gan_cases, _no_reference, compare=train_compare, judged=True,
+                  describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST, its FD below {TRAIN_FACTOR:g} x the untrained one"))
 register(Exercise("lab03.slerp", slerp_cases, slerp, rtol=1e-6, atol=1e-8,
                   describe="endpoints, orthogonal unit vectors, identical rows (lerp fallback)",
                   names=("random rows, t = 0.3", "t = 0: z0 itself", "t = 1: z1 itself", "orthogonal unit vectors, t = 0.5",
