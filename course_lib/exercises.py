@@ -488,4 +488,7 @@ def check(exercise_id: str, fn: Callable[..., Any]) -> None:
         outputs = collect(ex, fn)
     _record(ex.id, outputs)
     n = verify(ex, outputs)
+    if ex.judged:  # no reference output: the check judged what the output shows
+        print(f"✓ {ex.id}: passes" + (f" ({ex.describe})" if ex.describe else ""))
+        return
     print(f"✓ {ex.id}: matches the reference on {n} case{'s' * (n != 1)}" + (f" ({ex.describe})" if ex.describe else ""))

@@ -76,8 +76,8 @@ def verify_recorded(ex_id: str, data: bytes | None, salt: int = 0) -> str:
         if " It looks like " in text:  # the diagnosis first: the reason is cut at 200 characters
             body, mistake = text.split(" It looks like ", 1)
             return short(f"looks like {mistake.rstrip('.')}; differs from the reference (compared by the grader): {body}",
-                         300)
-        return short(f"differs from the reference (compared by the grader): {text}")
+                         400)
+        return short(f"differs from the reference (compared by the grader): {text}", 400)  # room for the case's inputs
     except Exception as e:
         return short(f"outputs could not be compared with the reference: {type(e).__name__}: {e}")
     return ""

@@ -29,7 +29,7 @@ STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercise
            "/solutions": "reads solutions/"}
 PATCHERS = ("setattr", "delattr")
 # No exercise's answer reads a dataset; one that does in a judged exercise (lab03.build_gan) could hand real images in
-DATA_IN_EXERCISE = r"\b(load_data|ensure_dataset|load_digits|FashionMNIST|MNIST)\b|\.images\b|idx3-ubyte"
+DATA_IN_EXERCISE = r"\b(load_data|ensure_dataset|load_digits|read_idx)\b|\.images\b|idx[13]-ubyte"
 # Ways to reach the checker's internals without naming course_lib ([17]): frames, function internals,
 # names built at run time, code built at run time, and a check() of one's own.
 FRAME_ATTRS = {"_getframe", "currentframe", "getouterframes", "getinnerframes", "walk_stack", "f_back", "f_globals",
