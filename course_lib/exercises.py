@@ -305,19 +305,24 @@ def draw_cases(ex: Exercise) -> list[tuple]:
     with _GLOBAL_RNG:
         cases = [tuple(case) for case in ex.cases()]
     for k, case in enumerate(cases):
-        odd = _odd_value(case)
+        odd = odd_type(case)
         if odd:
             raise TypeError(f"{ex.id}, case {k + 1}: a case must be plain data for the grader to hand it to a kernel, "
                             f"found a {odd}; build it in course_lib.harness.prepare instead.")
     return cases
 
 
-def _odd_value(value: Any) -> str | None:
+PLAIN = (torch.Tensor, float, int, bool, str, type(None))  # what crosses between grader and kernel, with containers
+
+
+def odd_type(value: Any) -> str | None:
+    """The type name of the first value that is not a plain tensor, number, string or container (exact types: a
+    Tensor subclass or a float with its own __float__ counts as odd); None if all are plain."""
     if type(value) in (list, tuple):
-        return next((t for t in map(_odd_value, value) if t), None)
+        return next((t for t in map(odd_type, value) if t), None)
     if type(value) is dict:
-        return next((t for t in map(_odd_value, value.values()) if t), None)
-    return None if type(value) in (torch.Tensor, float, int, bool, str, type(None)) else type(value).__name__
+        return next((t for t in map(odd_type, value.values()) if t), None)
+    return None if type(value) in PLAIN else type(value).__name__
 
 
 # PyTorch's words for the errors students meet in these exercises -> the course's (added as a note to the error)

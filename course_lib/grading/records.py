@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from ..exercises import get_exercise, salted, verify
+from ..exercises import get_exercise, odd_type, salted, verify
 from .text import short
 
-PLAIN = (torch.Tensor, float, int, bool, str, type(None))
 TRUSTED_MODULES = ("torch", "collections", "builtins", "_codecs", "copyreg")
 
 
@@ -40,15 +39,6 @@ def foreign_globals(data: bytes) -> list[str]:
         if name.split(".", 1)[0] not in TRUSTED_MODULES:
             found.append(name)
     return found
-
-
-def odd_type(value: Any) -> str | None:
-    """The type name of the first value that is not a plain tensor, number, string or container."""
-    if type(value) in (list, tuple):
-        return next((t for t in map(odd_type, value) if t), None)
-    if type(value) is dict:
-        return next((t for t in map(odd_type, value.values()) if t), None)
-    return None if type(value) in PLAIN else type(value).__name__
 
 
 def verify_recorded(ex_id: str, data: bytes | None, salt: int = 0) -> str:
