@@ -29,7 +29,7 @@ def test_a_right_build_trains_and_passes(real_data, capsys):
 @pytest.mark.slow
 def test_a_build_that_cannot_learn_fails_with_its_fds(real_data):
     with pytest.raises(AssertionError, match=r"it does not train: FD \d+\.\d untrained -> \d+\.\d after training, "
-                                             r"expected below 0.6 x the untrained FD"):
+                                             r"expected below 0.8 x the untrained FD"):
         check("lab03.build_gan", train_and_sample(builder(lr_g=0.0, lr_d=0.0)))
 
 

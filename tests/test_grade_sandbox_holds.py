@@ -263,7 +263,7 @@ def test_reports_defuse_spreadsheet_formulas_and_terminal_escapes(tmp_path):
     assert cleaned == "click red evil z" and not any(ord(ch) < 32 or 0x7f <= ord(ch) <= 0x9f for ch in cleaned)
 
     ref = SimpleNamespace(name="lab", path=Path("lab.ipynb"), max_points=1.0,
-                          exercises=[SimpleNamespace(id="lab01.jsd", points=1.0)])
+                          exercises=[SimpleNamespace(id="lab01.jsd", points=1.0)], questions=())
     grade = judge.Grade('=HYPERLINK("http://evil","x")', "=cmd.ipynb",
                         {"lab01.jsd": judge.Outcome(0.0, 1.0, "-1+1 \x1b]0;owned\x07")}, 1.0, note="@SUM(A1)")
     csv_path, _ = report.write_reports(ref, [grade], tmp_path / "grades", 1.0)

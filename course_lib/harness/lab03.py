@@ -117,10 +117,12 @@ def train_and_sample(build_gan):
         train = images[order] * 2 - 1  # (4096, 1, 28, 28) in [-1, 1] for a tanh generator
 
         def draw() -> torch.Tensor:
-            gan.eval()  # batchnorm with its running statistics
+            # In training mode, batchnorm normalises with the batch's own statistics: in eval mode its running
+            # statistics, which move during training even when no weight does, would let a model that learns
+            # nothing (learning rate 0) look trained.
+            gan.train()
             with torch.no_grad():
                 x = gan.sample(int(n), generator=torch.Generator().manual_seed(int(noise_seed)))
-            gan.train()
             return ((x.float() + 1) / 2).clamp(0, 1).cpu()  # (n, 1, 28, 28) in [0, 1]
 
         before = draw()
