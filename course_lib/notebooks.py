@@ -126,8 +126,8 @@ def make_lab(solution) -> nbformat.NotebookNode:
     """The student version of a solution notebook (a new notebook; the input is not changed)."""
     nb = nbformat.from_dict(solution)
     nb = nbformat.v4.upgrade(nb) if nb.nbformat < NB_VERSION else nb
-    checks = checks_of(nb)
-    for ex in exercises_of(nb):
+    checks, exercises = checks_of(nb), {ex.id: ex for ex in exercises_of(nb)}
+    for ex in exercises.values():
         if ex.id not in checks:
             raise ValueError(f"exercise {ex.id!r} has no check cell (metadata course.check = {ex.id!r}).")
         if checks[ex.id] < ex.index:
@@ -145,7 +145,7 @@ def make_lab(solution) -> nbformat.NotebookNode:
                 raise ValueError(f"answer cell {meta['answer']!r} must be a markdown cell.")
             cell.source = ANSWER_PLACEHOLDER
         elif cell.cell_type == "code" and "exercise" in meta:
-            ex = next(e for e in exercises_of(nb) if e.id == meta["exercise"])
+            ex = exercises[meta["exercise"]]
             cell.source = stub_source(cell.source, ex.id, stub_message(ex.id, ex.contract, len(ex.hints)))
             for key in ("hints", "hint"):  # the recipe is one hint() away, not in the lab's metadata
                 cell.metadata["course"].pop(key, None)

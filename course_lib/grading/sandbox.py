@@ -16,6 +16,7 @@ back to capabilities) and binds /proc/sys read-only; started by a user, one bwra
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import glob
@@ -243,20 +244,12 @@ class KernelGroup:
                 except OSError:
                     break
                 for pid in pids:
-                    with _quiet():
+                    with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                with _quiet():
+                with contextlib.suppress(OSError):
                     d.rmdir()
                     break
                 time.sleep(0.1)
-
-
-class _quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, OSError)
 
 
 def _own_cgroup(controller: str) -> str | None:
@@ -328,7 +321,7 @@ def kernel_group(name: str, limits: Limits, root: Path = CGROUPS) -> tuple[Kerne
             made[-1].mkdir()
         _write(made[0] / "memory.limit_in_bytes", memory)
         if (made[0] / "memory.memsw.limit_in_bytes").exists():  # memory and swap together: no escape into swap
-            with _quiet():
+            with contextlib.suppress(OSError):
                 _write(made[0] / "memory.memsw.limit_in_bytes", memory)
         _write(made[1] / "pids.max", tasks)
         return KernelGroup(1, made), ""

@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register
-from ..harness.lab03 import critic, critic_spec, facts
+from ..harness.lab03 import critic, critic_spec, facts, reference_discriminator, reference_generator
 from ..models.base import seeded
 from ..latent import slerp
-from ..models.dcgan import DCGANConfig, Discriminator, Generator
 from ..models.gan import GAN, GANConfig, hinge_discriminator_loss, hinge_generator_loss
 
 F64 = torch.float64
@@ -43,12 +42,12 @@ SQUASHING_OPS = {"sigmoid", "special_expit", "tanh", "hardtanh", "hardsigmoid", 
 
 def _generator_facts(z_dim: int, width: int, image_size: int, z: torch.Tensor) -> dict:
     with seeded(0):
-        return facts(Generator(DCGANConfig(z_dim=z_dim, width=width, image_size=image_size)), z)
+        return facts(reference_generator(z_dim, width, image_size), z)
 
 
 def _discriminator_facts(width: int, image_size: int, x: torch.Tensor) -> dict:
     with seeded(0):
-        return facts(Discriminator(DCGANConfig(width=width, image_size=image_size)), x)
+        return facts(reference_discriminator(width, image_size), x)
 
 
 def _facts_of(got: Any, where: str) -> tuple[torch.Tensor, set[str], dict]:
