@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import PROFILES, setup
+from course_lib.checkpoint import CheckpointError
 from course_lib.models.captions import ATTRIBUTES, VOCAB, Captioner, attributes, caption, encode_caption, fit_thresholds
 from course_lib.models.cgan import (CGAN, CGANConfig, ConcatDiscriminator, ConditionalGenerator,
                                     ProjectionDiscriminator, TextEncoder, condition_maps, matching_aware_d_loss,
@@ -204,6 +205,57 @@ def test_checkpoint_round_trip_keeps_the_thresholds(course, digits, tmp_path):
     assert torch.equal(back.captioner.thresholds, gan.captioner.thresholds) and bool(back.captioner.fitted)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     assert torch.equal(back.eval().sample(4, g(), cond="dark one"), gan.eval().sample(4, g(), cond="dark one"))
+
+
+class TinyG(torch.nn.Module):
+    """z (B, 8), labels (B,) -> (B, 1, 8, 8) in [-1, 1]: a linear map of [z, e(y)], as a lab's own generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.net = torch.nn.Embedding(10, 3), torch.nn.Linear(8 + 3, 64)
+
+    def forward(self, z, labels):
+        return torch.tanh(self.net(torch.cat([z, self.embed(labels)], 1))).reshape(-1, 1, 8, 8)
+
+
+class TinyD(torch.nn.Module):
+    """images (B, 1, 8, 8), labels (B,) -> logits (B,): a linear projection discriminator."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.psi = torch.nn.Embedding(10, 64), torch.nn.Linear(64, 1)
+
+    def forward(self, x, labels):
+        h = x.flatten(1)  # (B, 64)
+        return projection_logits(self.psi(h)[:, 0], h, self.embed(labels))
+
+
+def test_networks_of_your_own_train_sample_and_checkpoint(course, digits, tmp_path):
+    torch.manual_seed(0)
+    G, D = TinyG(), TinyD()
+    start = {k: v.clone() for k, v in G.state_dict().items()}
+    calls = []
+
+    def ma_loss(r, w, f):
+        calls.append((r.shape, w.shape, f.shape))
+        return matching_aware_d_loss(r, w, f)
+
+    gan = CGAN(small(ema=0.9), seed=2, generator=G, discriminator=D, ma_loss=ma_loss)
+    assert gan.G is G and gan.D is D and all(torch.equal(v, start[k]) for k, v in G.state_dict().items()), \
+        "networks passed in keep their own weights (the seed draws only the config's networks)"
+    run = train_cgan(course, gan, digits, steps=4, snapshots=0, train_config=QUIET)
+    assert calls and calls[0][0] == calls[0][1] == calls[0][2], "the matching-aware loss got real, wrong, fake logits"
+    assert not torch.equal(G.net.weight, start["net.weight"]) and gan.G_ema is not None
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    x = gan.eval().sample(5, g(), cond=torch.arange(5))
+    assert x.shape == (5, 1, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1
+    with pytest.raises(TypeError, match="has no `embed` and `from_embedding"):
+        gan.embed(3)
+    path = run.trainer.save(tmp_path / "own.pt")
+    back = CGAN.from_checkpoint(path, generator=TinyG(), discriminator=TinyD())
+    assert torch.equal(back.eval().sample(5, g(), cond=torch.arange(5)), x)
+    with pytest.raises(CheckpointError, match=r"pass them: CGAN.from_checkpoint\(path, generator=G"):
+        CGAN.from_checkpoint(path)
 
 
 def test_class_grid_rows_are_classes_and_columns_share_noise(course):

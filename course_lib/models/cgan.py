@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import CheckpointError
 from ..data import DATASETS
 from .base import seeded
 from .captions import ATTRIBUTES, Captioner, vocabulary
@@ -252,21 +254,43 @@ class CGAN(GAN):
 
     Batches are (images in [0, 1], labels); with condition="caption" the labels and the images'
     measured attributes become caption tokens (B, 4) on the fly (`captioner` holds the thresholds).
+    `CGAN(config, generator=G, discriminator=D)` trains networks of your own in the same process.
     """
 
     config_class = CGANConfig
     from_data, to_data = DCGAN.from_data, DCGAN.to_data  # [0, 1] <-> G's tanh range [-1, 1]
 
     def __init__(self, config: CGANConfig | None = None, seed: int = 0, d_loss: LossOnLogits | None = None,
-                 g_loss: LossOnLogits | None = None, ma_loss: LossOnLogits | None = None) -> None:
-        """ma_loss(real, wrong, fake logits) replaces `matching_aware_d_loss` (the lab plugs the student's in)."""
+                 g_loss: LossOnLogits | None = None, ma_loss: LossOnLogits | None = None,
+                 generator: nn.Module | None = None, discriminator: nn.Module | None = None) -> None:
+        """ma_loss(real, wrong, fake logits) replaces `matching_aware_d_loss` (the lab plugs the student's in).
+
+        generator, discriminator: replace the config's networks (a lab plugs the student's in): G(z, c) -> images
+        in [-1, 1], D(x, c) -> one logit per example. The config's sizes then describe only the data (image_size,
+        n_classes, z_dim: G's noise) and the process (losses, learning rates, EMA, mode seeking); width,
+        embed_dim, d_kind and minibatch_std are the config networks' own and unused.
+        """
         c = config or CGANConfig()
-        with seeded(seed):
-            g = ConditionalGenerator(c)
-            d = ProjectionDiscriminator(c) if c.d_kind == "projection" else ConcatDiscriminator(c)
+        with seeded(seed):  # only the config's networks: networks passed in keep the weights they were built with
+            g = generator if generator is not None else ConditionalGenerator(c)
+            d = discriminator if discriminator is not None else (
+                ProjectionDiscriminator(c) if c.d_kind == "projection" else ConcatDiscriminator(c))
         super().__init__(g, d, c, seed=seed, d_loss=d_loss, g_loss=g_loss)
         self.captioner = Captioner(DATASETS[c.dataset].classes) if c.condition == "caption" else None
         self.ma_loss = ma_loss or (matching_aware_d_loss if c.loss in PROBABILITY_LOSSES and d_loss is None else None)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu", **kwargs: Any) -> "CGAN":
+        """Rebuild a saved CGAN. One saved with networks of your own needs them again, freshly built:
+        CGAN.from_checkpoint(path, generator=G, discriminator=D) (kwargs go to the constructor)."""
+        try:
+            return super().from_checkpoint(path, map_location, **kwargs)  # type: ignore[return-value]
+        except CheckpointError as e:
+            if "generator" in kwargs or "discriminator" in kwargs:
+                raise
+            raise CheckpointError(f"{e}\nIf it was saved from a CGAN built with generator= and discriminator= of your "
+                                  f"own, build them as before and pass them: CGAN.from_checkpoint(path, generator=G, "
+                                  f"discriminator=D).") from e
 
     def condition(self, cond: Any) -> torch.Tensor:
         """A condition as the networks take it: an int or ints (class ids), or a caption or captions (strings)."""
@@ -281,7 +305,12 @@ class CGAN(GAN):
         return cond.reshape(1) if cond.ndim == 0 else cond  # one class id -> (1,)
 
     def _generator(self, ema: bool) -> ConditionalGenerator:
-        return self.G_ema if ema and self.G_ema is not None else self.G
+        net = self.G_ema if ema and self.G_ema is not None else self.G
+        if not (hasattr(net, "embed") and hasattr(net, "from_embedding")):
+            raise TypeError(f"this CGAN's generator is your own {type(net).__name__}, which has no `embed` and "
+                            f"`from_embedding(z, embedded)`: give it both (see ConditionalGenerator) to use embed() "
+                            f"and generate_embedded(), or sample with gan.sample(n, cond=...).")
+        return net
 
     def embed(self, cond: Any, ema: bool = True) -> torch.Tensor:
         """G's embedding e(c) (B, embed_dim) of conditions (class ids or captions), from the sampling generator."""
