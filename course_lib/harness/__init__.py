@@ -36,6 +36,10 @@ _BUILDS_ON = {
                         ("Discriminator", "lab03.discriminator", "course_lib.harness.lab03:reference_discriminator"),
                         ("hinge_d_loss", "lab03.hinge_d_loss", "course_lib.models.gan:hinge_discriminator_loss"),
                         ("hinge_g_loss", "lab03.hinge_g_loss", "course_lib.models.gan:hinge_generator_loss")),
+    "lab04.build_cgan": (("condition_input", "lab04.condition_input", "course_lib.harness.lab04:reference_condition_input"),
+                         ("projection_logits", "lab04.projection_logits", "course_lib.models.cgan:projection_logits"),
+                         ("matching_aware_d_loss", "lab04.matching_aware_d_loss",
+                          "course_lib.models.cgan:matching_aware_d_loss")),
 }
 
 

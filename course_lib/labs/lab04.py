@@ -9,13 +9,19 @@ and float32 logits of magnitude 100 to 130, where log(sigmoid(a)) and log(1 - si
 class_accuracy's labels are unbalanced, so the mean of the per-class accuracies is not the overall
 accuracy, and two cases leave a class out (its accuracy is NaN). Every case is drawn from a seeded
 generator, fresh on each call.
+
+build_cgan is judged, not compared: the kernel trains the student's whole conditional GAN for a few
+seconds (course_lib.harness.lab04.train_and_sample, seeds from the grader's salt when graded) and hands
+back its samples before and after; `train_compare` computes their Fréchet distance and class accuracy
+here, in the grader's process, and looks for copies of the training images.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..exercises import Exercise, case_generator, register
+from ..exercises import Exercise, case_generator, case_seed, register
+from ..harness.lab04 import balanced_labels, training_pairs
 from ..models.cgan import concat_noise, matching_aware_d_loss, projection_logits
 
 F64 = torch.float64
@@ -101,6 +107,76 @@ def class_accuracy_cases() -> list[tuple]:
     return out + [(logits, labels, 6)]
 
 
+# -- build, train and judge: the whole conditional GAN -------------------------------------------------------
+TRAIN_STEPS, TRAIN_WIDTH, TRAIN_N = 150, 8, 256  # about 3-10 s on one CPU core (train_and_sample)
+# A right build (three seeds, and six more) went from FD 281-310 to 81-120 (ratio 0.27-0.40) and from class
+# accuracy 0.09-0.14 to 0.65-0.84. Learning rates 0: ratio 1.00, accuracy 0.11. A generator that ignores its
+# labels: ratio 0.68-0.70 (it learns garments), accuracy 0.09-0.10 (chance).
+TRAIN_FACTOR = 0.6  # the trained FD must be below this fraction of the untrained one
+ACCURACY_BAR = 0.4  # the trained samples' class accuracy must be above this (chance: 0.1)
+MOVED = 0.9  # an FD that stays above this fraction of the untrained one did not move: the model did not train
+
+
+def build_cgan_cases() -> list[tuple]:
+    """(width, seed, steps, noise_seed, n): one run, its seeds the grader's secret in a grading run."""
+    return [(TRAIN_WIDTH, case_seed(404) % 2**31, TRAIN_STEPS, case_seed(405) % 2**31, TRAIN_N)]
+
+
+def _no_reference(*args) -> None:
+    return None  # judged by train_compare from the samples: there is no one right output
+
+
+def train_compare(got, want, args) -> None:
+    """It trains and follows its labels: finite losses, samples in range, an FD on Fashion-MNIST below TRAIN_FACTOR x
+    the untrained one, a class accuracy above ACCURACY_BAR, and no copies of training images. The metrics are
+    computed here, from the samples (in the grader's process)."""
+    from ..metrics import evaluate
+
+    width, seed, steps, n = int(args[0]), int(args[1]), int(args[2]), int(args[4])
+    where = f"lab04.build_cgan, {steps} steps of width {width}"
+    keys = {"before": torch.Tensor, "after": torch.Tensor, "labels": torch.Tensor, "d_loss": torch.Tensor,
+            "g_loss": torch.Tensor}
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
+        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
+                             f"as given (it imports train_and_sample from course_lib.harness.lab04).")
+    labels = balanced_labels(n)  # (n,): what each sample was drawn for, rebuilt here
+    if not torch.equal(got["labels"].long().cpu(), labels):
+        raise AssertionError(f"{where}: the samples were not drawn for the labels 0, 1, ..., 9, 0, ... that "
+                             f"train_and_sample uses; keep the check cell as given.")
+    for k in ("before", "after"):
+        x = got[k]
+        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
+            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
+                                 f"shape {tuple(x.shape)}. Does your generator's DCGAN body have image_size=28?")
+    losses = torch.cat([got["d_loss"].flatten(), got["g_loss"].flatten()])
+    if len(losses) == 0 or not bool(torch.isfinite(losses).all()) or float(losses.abs().max()) > 1e4:
+        raise AssertionError(f"{where}: the training losses diverged (largest |loss| {float(losses.abs().max()):.3g}, "
+                             f"finite: {bool(torch.isfinite(losses).all())}); the matching-aware loss starts near "
+                             f"2 log 2 = 1.4. Check ma_loss= and that D returns one logit per image.")
+    m = {k: evaluate(got[k], "fashion-mnist", labels=labels, train=training_pairs(seed), profile="smoke", n=n)
+         for k in ("before", "after")}
+    if m["after"]["memorised"] > 0.5:
+        raise AssertionError(f"{where}: {m['after']['memorised']:.0%} of the samples are copies of training images.")
+    fd = f"FD {m['before']['fd']:.1f} untrained -> {m['after']['fd']:.1f} after training"
+    acc = (f"class accuracy {m['before']['class_accuracy']:.2f} -> {m['after']['class_accuracy']:.2f} "
+           f"(chance 0.1)")
+    ratio = m["after"]["fd"] / m["before"]["fd"]
+    if ratio >= MOVED:
+        raise AssertionError(f"{where}: it does not train: {fd}, expected below {TRAIN_FACTOR:g} x the untrained FD; "
+                             f"{acc}. Check the learning rates, that the process holds your networks "
+                             f"(generator=, discriminator=) and trains them with your loss (ma_loss=).")
+    if not m["after"]["class_accuracy"] > ACCURACY_BAR:
+        raise AssertionError(f"{where}: its samples do not follow their labels: {acc}, expected above "
+                             f"{ACCURACY_BAR:g}, though it trains ({fd}). G must be fed condition_input(z, labels, "
+                             f"its embedding) of the labels it is called with, and D's logit must be projection_logits"
+                             f"(psi, features, its embedding of the labels), that embedding starting small "
+                             f"(N(0, 0.02), like psi's weights).")
+    if not ratio < TRAIN_FACTOR:
+        raise AssertionError(f"{where}: it follows its labels ({acc}) but trains too slowly: {fd}, expected below "
+                             f"{TRAIN_FACTOR:g} x the untrained FD. Check the learning rates and the networks' "
+                             f"sizes against the contract.")
+
+
 register(Exercise("lab04.condition_input", condition_input_cases, condition_input_and_gradient, rtol=1e-6, atol=1e-7,
                   describe="[z, e(y)] for k = classes and z_dim = k = B, and the gradient reaches the table"))
 register(Exercise("lab04.projection_logits", projection_cases, projection_logits, rtol=1e-9, atol=1e-10,
@@ -117,3 +193,6 @@ register(Exercise("lab04.matching_aware_d_loss", matching_aware_cases, matching_
                              + nn.functional.softplus(torch.cat([w, f])).mean()))))
 register(Exercise("lab04.class_accuracy", class_accuracy_cases, class_accuracy, rtol=1e-6, atol=1e-7,
                   describe="a mean over samples, per class among that class's samples, NaN for an absent class"))
+register(Exercise("lab04.build_cgan", build_cgan_cases, _no_reference, compare=train_compare, judged=True,
+                  describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST: FD below {TRAIN_FACTOR:g} x the untrained "
+                           f"one, class accuracy above {ACCURACY_BAR:g}"))
