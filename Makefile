@@ -57,7 +57,7 @@ lab: data
 test: data
 	$(PY) -m course_lib.notebooks labs --check
 	COURSE_PROFILE=smoke $(PY) -m pytest tests lectures solutions \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) $(PYTEST_ARGS)
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) --durations=30 $(PYTEST_ARGS)
 
 CELL_TIMEOUT ?= 300
 

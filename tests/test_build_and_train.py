@@ -38,9 +38,12 @@ def test_a_build_that_returns_something_else_is_named():
         check("lab03.build_gan", train_and_sample(lambda width, seed: torch.nn.Linear(2, 2)))
 
 
-def test_the_lab_shows_a_placeholder_where_the_solution_has_a_model_answer():
-    sol = nbformat.read(REPO_ROOT / "solutions" / "03_dcgan.ipynb", as_version=4)
+@pytest.mark.parametrize("name", ["03_dcgan", "05_vae", "06_pixelcnn"])
+def test_the_lab_shows_a_placeholder_where_the_solution_has_a_model_answer(name):
+    sol = nbformat.read(REPO_ROOT / "solutions" / f"{name}.ipynb", as_version=4)
     answers = [c for c in sol.cells if "answer" in c.metadata.get("course", {})]
+    questions = [c.metadata["course"]["question"] for c in sol.cells if "question" in c.metadata.get("course", {})]
+    assert [c.metadata["course"]["answer"] for c in answers] == questions
     assert len(answers) == 2 and all(len(c.source) > 200 for c in answers)
     lab = make_lab(sol)
     shown = [c.source for c in lab.cells if "answer" in c.metadata.get("course", {})]
@@ -75,3 +78,123 @@ def test_review_flags_data_loaded_in_an_exercise_cell():
                   "    return real", "exercise", "lab03.build_gan")
     assert "loads data in an exercise cell" in review([forged])
     assert review([Cell("data = course.load_data('fashion-mnist', 'train')", "context")]) == ""
+
+
+# -- lab 05: the student's VAE ------------------------------------------------------------------------------------
+def vae_builder(lr=3e-3):
+    from course_lib.harness.lab05 import elbo_loss, kl_to_prior, reparameterize
+    from course_lib.models.vae import VAE, VAEConfig
+
+    class Loss(VAE):  # the library's networks, the loss from the lab's pieces (their references)
+        def loss(self, batch):
+            x = self.prepare(batch)
+            mu, logvar = self.encode(x)
+            z = reparameterize(mu, logvar, torch.randn(mu.shape, generator=self.noise_stream()))
+            return {"loss": elbo_loss(self.decoder(z), x, mu, logvar), "kl": kl_to_prior(mu, logvar).mean().detach()}
+
+    def build_vae(z_dim, width, seed):
+        return Loss(VAEConfig(z_dim=z_dim, width=width, likelihood="bernoulli", lr=lr), seed=seed)
+    return build_vae
+
+
+@pytest.mark.slow
+def test_lab05_a_right_build_trains_and_passes(real_data, capsys):
+    from course_lib.harness.lab05 import train_and_sample as vae_run
+
+    check("lab05.build_vae", vae_run(vae_builder()))
+    assert "✓ lab05.build_vae" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_lab05_a_build_that_cannot_learn_fails_on_its_loss(real_data):
+    from course_lib.harness.lab05 import train_and_sample as vae_run
+
+    with pytest.raises(AssertionError, match=r"the loss does not fall: \d+\.\d at the start, \d+\.\d at the end"):
+        check("lab05.build_vae", vae_run(vae_builder(lr=0.0)))
+
+
+def test_lab05_samples_that_do_not_improve_fail_with_their_fds(real_data):
+    from course_lib.labs.lab05 import build_vae_cases, train_compare
+
+    args = build_vae_cases()[0]
+    noise = torch.rand(args[5], 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    falling = torch.linspace(500, 250, 15, dtype=torch.float64)  # a loss that falls, samples that stay noise
+    with pytest.raises(AssertionError, match=r"its samples do not improve: FD \d+\.\d untrained -> \d+\.\d after"):
+        train_compare({"before": noise, "after": noise.clone(), "loss": falling}, None, args)
+
+
+def test_lab05_a_build_that_returns_something_else_is_named():
+    from course_lib.harness.lab05 import train_and_sample as vae_run
+
+    with pytest.raises(TypeError, match="build_vae must return the course's VAE process"):
+        check("lab05.build_vae", vae_run(lambda z_dim, width, seed: torch.nn.Linear(2, 2)))
+
+
+# -- lab 06: the student's PixelCNN --------------------------------------------------------------------------------
+class Stack(torch.nn.Module):
+    def __init__(self, channels, n_layers, levels, first="A"):
+        super().__init__()
+        from course_lib.models.pixelcnn import MaskedConv2d
+
+        self.convs = torch.nn.ModuleList([MaskedConv2d(1, channels, 7, first)] +
+                                         [MaskedConv2d(channels, channels, 3, "B") for _ in range(n_layers - 1)])
+        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(channels, levels, 1))
+
+    def forward(self, x, labels=None):
+        h = x
+        for n, conv in enumerate(self.convs):
+            h = conv(h if n == 0 else torch.relu(h))
+        return self.head(h)
+
+
+def pixelcnn_builder(first="A", lr_scale=1.0):
+    from course_lib.models.pixelcnn import PixelCNN, PixelCNNConfig
+
+    def build_pixelcnn(channels, n_layers, levels, lr, seed):
+        config = PixelCNNConfig(image_size=28, variant="plain", levels=levels, channels=channels, n_layers=n_layers,
+                                lr=lr * lr_scale)
+        return PixelCNN(config, seed=seed, net=Stack(channels, n_layers, levels, first))
+    return build_pixelcnn
+
+
+@pytest.mark.slow
+def test_lab06_a_right_build_trains_and_passes(real_data, capsys):
+    from course_lib.harness.lab06 import train_and_score
+
+    check("lab06.build_pixelcnn", train_and_score(pixelcnn_builder()))
+    assert "✓ lab06.build_pixelcnn" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_lab06_a_type_b_first_layer_is_caught_as_not_causal(real_data):
+    from course_lib.harness.lab06 import train_and_score
+
+    with pytest.raises(AssertionError, match=r"not causal: the prediction for pixel \(\d+, \d+\) changes .* It looks "
+                                             r"like a type-B \(or unmasked\) first layer"):
+        check("lab06.build_pixelcnn", train_and_score(pixelcnn_builder(first="B")))
+
+
+@pytest.mark.slow
+def test_lab06_a_build_that_cannot_learn_fails_with_its_bits(real_data):
+    from course_lib.harness.lab06 import train_and_score
+
+    with pytest.raises(AssertionError, match=r"it does not train: \d\.\d+ bits/dim untrained -> \d\.\d+ after"):
+        check("lab06.build_pixelcnn", train_and_score(pixelcnn_builder(lr_scale=0.0)))
+
+
+def test_lab06_predictions_that_are_not_distributions_fail(real_data):
+    from course_lib.labs.lab06 import build_pixelcnn_cases, train_compare
+
+    args = build_pixelcnn_cases()[0]
+    n, L = len(args[6]), args[2]
+    zeros = torch.zeros(n, 28, 28)  # log p = 0 at every pixel: 0 bits/dim, which no distribution over L levels gives
+    with pytest.raises(AssertionError, match="not a distribution over the 16 levels"):
+        train_compare({"before": zeros - 2.77, "after": zeros, "at": torch.zeros(n, L), "at_probe": torch.zeros(n, L)},
+                      None, args)
+
+
+def test_lab06_a_build_that_returns_something_else_is_named(real_data):
+    from course_lib.harness.lab06 import train_and_score
+
+    with pytest.raises(TypeError, match="build_pixelcnn must return the course's PixelCNN process"):
+        check("lab06.build_pixelcnn", train_and_score(lambda *args: torch.nn.Linear(2, 2)))

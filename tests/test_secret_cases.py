@@ -60,8 +60,10 @@ def test_the_salt_changes_every_seed_and_zero_is_home():
 
 
 @pytest.mark.parametrize("exercise_id", every_exercise_id())
-def test_secret_cases_are_plain_new_and_only_the_right_answer_passes(exercise_id):
+def test_secret_cases_are_plain_new_and_only_the_right_answer_passes(exercise_id, request):
     ex = get_exercise(exercise_id)
+    if ex.judged:  # a build-and-train case may hold test images (lab06's)
+        request.getfixturevalue("real_data")
     home_cases = draw_cases(ex)
     home_answers = _run(exercise_id, ex.reference, through_a_file(home_cases))
     for salt in SALTS:

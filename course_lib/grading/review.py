@@ -28,7 +28,8 @@ STRINGS = {"course_lib.labs": FORBIDDEN["course_lib.labs"], "course_lib.exercise
            "COURSE_GRADE": "reads or changes $COURSE_GRADE_DIR", "solutions/": "reads solutions/",
            "/solutions": "reads solutions/"}
 PATCHERS = ("setattr", "delattr")
-# No exercise's answer reads a dataset; one that does in a judged exercise (lab03.build_gan) could hand real images in
+# No exercise's answer reads a dataset; one that does in a judged exercise (build_gan, build_cgan, build_vae of labs
+# 03 to 05, judged by their samples) could hand real images in as samples.
 DATA_IN_EXERCISE = r"\b(load_data|ensure_dataset|load_digits|read_idx)\b|\.images\b|idx[13]-ubyte"
 # Ways to reach the checker's internals without naming course_lib ([17]): frames, function internals,
 # names built at run time, code built at run time, and a check() of one's own.

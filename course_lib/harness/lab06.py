@@ -116,3 +116,55 @@ def causality_args(spec: dict, shape: tuple) -> tuple:
         raise ValueError(f"unknown network kind {kind!r}")
     net.load_state_dict(spec["state"])
     return net, tuple(int(s) for s in shape)
+
+
+# -- the build-and-train exercise: the kernel trains the student's PixelCNN; the grader scores what it predicts ----------
+def train_and_score(build_pixelcnn):
+    """The check cell's wrapper of `build_pixelcnn(channels, n_layers, levels, lr, seed) -> PixelCNN`:
+    (channels, n_layers, levels, lr, seed, steps, images, probes, positions) -> what the model predicts.
+
+    Builds the student's PixelCNN (the global generator seeded with `seed` for the weights a network draws itself),
+    scores the case's images, trains `steps` steps in the course's loop on 4,096 Fashion-MNIST training images
+    (batches of 32), and scores them again. images: (n, 1, 28, 28) on the L-level grid; probes: the same images with
+    every pixel from positions[i] on (raster order) redrawn; positions: (n, 2) rows and columns. Returns
+    {"before", "after": log p(x_i | x_<i) of every pixel (n, 28, 28); "at", "at_probe": after training, the
+    log-softmax over the L levels at positions[i] for images and probes (n, L); "loss": the logged losses}. The
+    grader turns them into bits/dim, and checks that they are log-probabilities and causal, in its own process.
+    """
+    import torch.nn.functional as F
+
+    from ..data import Batches, load_data
+    from ..train import TrainConfig, Trainer
+
+    def run(channels: int, n_layers: int, levels: int, lr: float, seed: int, steps: int, images: torch.Tensor,
+            probes: torch.Tensor, positions: torch.Tensor) -> dict:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = build_pixelcnn(int(channels), int(n_layers), int(levels), float(lr), int(seed))
+        if not (hasattr(model, "logits") and hasattr(model, "phases") and hasattr(model, "to_levels")):
+            raise TypeError(f"build_pixelcnn must return the course's PixelCNN process "
+                            f"(course_lib.models.pixelcnn.PixelCNN) with your network as net=, got {type(model).__name__}.")
+        rows = torch.arange(len(images))
+        r, c = positions[:, 0].long(), positions[:, 1].long()
+
+        def log_softmax(x: torch.Tensor) -> torch.Tensor:
+            model.eval()
+            with torch.no_grad():
+                return F.log_softmax(model.logits(x).float(), dim=1).cpu()  # (n, L, 28, 28)
+
+        def score() -> torch.Tensor:
+            k = model.to_levels(images).cpu()  # (n, 1, 28, 28) levels
+            return log_softmax(images).gather(1, k)[:, 0]  # (n, 28, 28): log p(x_i | x_<i)
+
+        before = score()
+        train = load_data("fashion-mnist", "train").images
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(int(seed)))[:4096]
+        model.train()
+        trainer = Trainer(model, train_config=TrainConfig(log_every=10, progress=False))
+        trainer.fit(Batches(train[order], 32, seed=int(seed)), steps=int(steps))
+        after = score()
+        return {"before": before, "after": after, "at": log_softmax(images)[rows, :, r, c],  # (n, L)
+                "at_probe": log_softmax(probes)[rows, :, r, c],
+                "loss": torch.tensor(trainer.history.get("loss", []), dtype=torch.float64)}
+
+    return run

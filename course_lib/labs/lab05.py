@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..exercises import Exercise, case_generator, register
+from ..exercises import Exercise, case_generator, case_seed, register
 from ..harness.lab05 import kl_to_prior  # also the reference the ELBO exercise builds on
 from ..latent import lerp
 
@@ -102,6 +102,57 @@ def interpolate_cases() -> list[tuple]:
             (torch.randn(8, generator=g, dtype=F64), torch.randn(8, generator=g, dtype=F64), 12)]
 
 
+# -- build and train: the student's whole VAE, judged by its samples --------------------------------------------------
+TRAIN_STEPS, TRAIN_Z, TRAIN_WIDTH, TRAIN_N = 150, 16, 16, 256  # 1.5-3 s on one CPU core
+# The trained FD must be below this fraction of the untrained one, and the loss below LOSS_FACTOR x its first value.
+# A right build went from FD 410-432 to 121-134 (ratio 0.29-0.33 over three seeds) and its loss from 520-547 to
+# 270-273 nats; one that cannot learn (learning rate 0) stays at ratio 1.00 and its loss where it began.
+TRAIN_FACTOR, LOSS_FACTOR = 0.6, 0.8
+
+
+def build_vae_cases() -> list[tuple]:
+    """(z_dim, width, seed, steps, noise_seed, n): one run, its seeds the grader's secret in a grading run."""
+    return [(TRAIN_Z, TRAIN_WIDTH, case_seed(506) % 2**31, TRAIN_STEPS, case_seed(507) % 2**31, TRAIN_N)]
+
+
+def _no_reference(*args) -> None:
+    return None  # judged by train_compare from the samples: there is no one right output
+
+
+def train_compare(got, want, args) -> None:
+    """It trains: a finite loss that falls, prior samples in range, and an FD on Fashion-MNIST below TRAIN_FACTOR x
+    the untrained one, without copies of training images. The FDs are computed here, from the samples."""
+    from ..metrics import evaluate
+
+    where = f"lab05.build_vae, {args[3]} steps with z_dim {args[0]} and width {args[1]}"
+    keys = {"before": torch.Tensor, "after": torch.Tensor, "loss": torch.Tensor}
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
+        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
+                             f"as given (it imports train_and_sample from course_lib.harness.lab05).")
+    n = int(args[5])
+    for k in ("before", "after"):
+        x = got[k]
+        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
+            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
+                                 f"shape {tuple(x.shape)}. Does your decoder turn (B, z_dim) into logits (B, 1, 28, 28)?")
+    loss = got["loss"].flatten()
+    if len(loss) < 2 or not bool(torch.isfinite(loss).all()):
+        raise AssertionError(f"{where}: the training loss is not finite ({loss[:5].tolist()} ...): look for an exp of "
+                             f"a large logvar, or a log of 0 (use the logits, not sigmoid then log).")
+    first, last = float(loss[0]), float(loss[-3:].mean())
+    if not last < LOSS_FACTOR * first:
+        raise AssertionError(f"{where}: the loss does not fall: {first:.1f} at the start, {last:.1f} at the end (mean of "
+                             f"the last three logged), expected below {LOSS_FACTOR:g} x the first. Check that your VAE's "
+                             f"loss(batch) returns {{'loss': ...}} from your elbo_loss, and the learning rate.")
+    fd = {k: evaluate(got[k], "fashion-mnist", profile="smoke", n=n) for k in ("before", "after")}
+    if fd["after"]["memorised"] > 0.5:
+        raise AssertionError(f"{where}: {fd['after']['memorised']:.0%} of the samples are copies of training images.")
+    if not fd["after"]["fd"] < TRAIN_FACTOR * fd["before"]["fd"]:
+        raise AssertionError(f"{where}: its samples do not improve: FD {fd['before']['fd']:.1f} untrained -> "
+                             f"{fd['after']['fd']:.1f} after training, expected below {TRAIN_FACTOR:g} x the untrained "
+                             f"FD. Does sample() decode draws from N(0, I), and does the decoder see z?")
+
+
 register(Exercise("lab05.reparameterize", reparameterize_cases, reparameterize_and_gradients, rtol=1e-5, atol=1e-6,
                   describe="z = mu + sigma eps, and gradients reach mu and logvar"))
 def _elbo_pixel_mean(logits, x, mu, logvar, beta=1.0):
@@ -130,6 +181,8 @@ register(Exercise("lab05.iwae_bound", iwae_cases, iwae_bound, rtol=1e-7, atol=1e
                              lambda a, b, c: torch.logsumexp(a + b - c, dim=0)),
                             ("the mean of the log-weights: that is the ELBO, not the importance-weighted bound",
                              lambda a, b, c: (a + b - c).mean(0)))))
+register(Exercise("lab05.build_vae", build_vae_cases, _no_reference, compare=train_compare, judged=True,
+                  describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST, its FD below {TRAIN_FACTOR:g} x the untrained one"))
 register(Exercise("lab05.interpolate", interpolate_cases, interpolate, rtol=1e-7, atol=1e-9,
                   describe="endpoints included, evenly spaced",
                   mistakes=(("t in float32 (torch.linspace's default dtype) against float64 codes: pass "

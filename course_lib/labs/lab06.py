@@ -169,6 +169,75 @@ def compare_causality(got, want, args) -> None:
     compare_pairs(got, want, f"lab06.causality_check, images {tuple(args[1])}")
 
 
+# -- build and train: the student's whole PixelCNN, scored by what it predicts -----------------------------------------
+# (channels, n_layers, levels, lr, steps, images): 1-3 s on one CPU core. 16 levels keep the check fast; the lab's
+# longer run uses 256.
+TRAIN = dict(channels=16, n_layers=3, levels=16, lr=1e-2, steps=100, n=64)
+# The trained bits/dim must be below this fraction of the untrained one: a right build went from 3.89-3.91 to
+# 1.61-1.66 bits/dim (ratio 0.41-0.43, two seeds); one that cannot learn (learning rate 0) stays at 1.
+TRAIN_FACTOR = 0.6
+CAUSAL_ATOL = 1e-4  # log-probabilities at a pixel, with and without the pixels from it on redrawn (float32)
+
+
+def build_pixelcnn_cases() -> list[tuple]:
+    """(channels, n_layers, levels, lr, seed, steps, images, probes, positions): n test images on the L-level grid,
+    the same images redrawn from a position on, and the positions; all drawn with the grader's secret salt."""
+    from ..data import load_data
+
+    t, g = TRAIN, _gen(615)
+    L, n = t["levels"], t["n"]
+    test = load_data("fashion-mnist", "test").images
+    images = torch.round(test[torch.randperm(len(test), generator=g)[:n]] * (L - 1)) / (L - 1)  # (n, 1, 28, 28)
+    index = torch.randint(28, 28 * 28 - 28, (n,), generator=g)  # raster positions, not on the first or last row
+    positions = torch.stack([index // 28, index % 28], 1)  # (n, 2)
+    later = torch.arange(28 * 28)[None] >= index[:, None]  # (n, 784): the pixel itself and every one after it
+    noise = torch.randint(0, L, (n, 28 * 28), generator=g).float() / (L - 1)
+    probes = torch.where(later, noise, images.flatten(1)).view(n, 1, 28, 28)
+    return [(t["channels"], t["n_layers"], L, t["lr"], case_seed(616) % 2**31, t["steps"], images, probes, positions)]
+
+
+def _no_reference(*args) -> None:
+    return None  # judged by train_compare from the predictions: there is no one right output
+
+
+def train_compare(got, want, args) -> None:
+    """It trains and is a causal model: finite log-probabilities that sum to 1 over the levels, do not change when the
+    pixel and those after it do, and give bits/dim below TRAIN_FACTOR x the untrained model's. Computed here."""
+    channels, n_layers, L, lr, _, steps, images, probes, positions = args
+    where = f"lab06.build_pixelcnn, {steps} steps of {n_layers} layers x {channels} channels, {L} levels"
+    n = len(images)
+    keys = {"before": (n, 28, 28), "after": (n, 28, 28), "at": (n, L), "at_probe": (n, L)}
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), torch.Tensor) for k in keys)):
+        raise AssertionError(f"{where}: expected what train_and_score returns ({sorted(keys)}); keep the check cell "
+                             f"as given (it imports train_and_score from course_lib.harness.lab06).")
+    for k, shape in keys.items():
+        if tuple(got[k].shape) != shape or not bool(torch.isfinite(got[k]).all()):
+            raise AssertionError(f"{where}: {k} must be finite, of shape {shape}; got {tuple(got[k].shape)}. Does your "
+                                 f"network map (B, 1, 28, 28) to logits (B, {L}, 28, 28), one per level?")
+    at, at_probe = got["at"].double(), got["at_probe"].double()
+    total = float((at.logsumexp(1) - 0).abs().max())
+    if total > 1e-3:
+        raise AssertionError(f"{where}: the predictions at a pixel are not a distribution over the {L} levels (their "
+                             f"probabilities sum to {float(at.logsumexp(1).exp().max()):.4g}); keep the check cell as given.")
+    rows, cols = positions[:, 0].long(), positions[:, 1].long()
+    level = torch.round(images[torch.arange(n), 0, rows, cols] * (L - 1)).long()  # (n,) the true level there
+    if float((at.gather(1, level[:, None])[:, 0] - got["after"].double()[torch.arange(n), rows, cols]).abs().max()) > 1e-3:
+        raise AssertionError(f"{where}: 'after' does not hold the log-probabilities of the images' own levels; keep "
+                             f"the check cell as given.")
+    moved = (at - at_probe).abs().amax(1)  # (n,)
+    if float(moved.max()) > CAUSAL_ATOL:
+        i = int(moved.argmax())
+        raise AssertionError(f"{where}: not causal: the prediction for pixel ({int(rows[i])}, {int(cols[i])}) changes "
+                             f"(by up to {float(moved[i]):.3g} in log-probability) when that pixel and the ones after it "
+                             f"are redrawn, so the network sees the pixel it predicts or later ones. It looks like a "
+                             f"type-B (or unmasked) first layer: the first layer must be type A, the later ones B.")
+    bpd = {k: float(-got[k].double().sum((1, 2)).mean() / (28 * 28 * math.log(2))) for k in ("before", "after")}
+    if not bpd["after"] < TRAIN_FACTOR * bpd["before"]:
+        raise AssertionError(f"{where}: it does not train: {bpd['before']:.3f} bits/dim untrained -> {bpd['after']:.3f} "
+                             f"after training, expected below {TRAIN_FACTOR:g} x the untrained figure. Check the learning "
+                             f"rate (lr=) and that your network is the process's net=.")
+
+
 register(Exercise("lab06.masks", mask_cases, mask, rtol=0, atol=0,
                   mistakes=(("types A and B swapped: A hides the centre pixel, B shows it",
                              lambda kind, k: mask("B" if kind == "A" else "A", k)),),
@@ -185,5 +254,8 @@ register(Exercise("lab06.bits_per_dim", bits_per_dim_cases, bits_per_dim, rtol=1
                   describe="D = 1, 64, 784, 3072, and a uniform 17-level model at log2 17"))
 register(Exercise("lab06.sampling_loop", sampling_cases, sample, rtol=0, atol=1e-7,
                   describe="draw for draw, with logits that depend on the pixels drawn before"))
+register(Exercise("lab06.build_pixelcnn", build_pixelcnn_cases, _no_reference, compare=train_compare, judged=True,
+                  describe=f"trained {TRAIN['steps']} steps on Fashion-MNIST ({TRAIN['levels']} levels): causal, and its "
+                           f"bits/dim below {TRAIN_FACTOR:g} x the untrained model's"))
 register(Exercise("lab06.causality_check", causality_cases, causality_violations, compare=compare_causality,
                   describe="causal stacks pass; type B first, an unmasked layer and a peek ahead are caught"))
