@@ -10,7 +10,10 @@
     captions.py     captions measured from pixels, and their tokens (lecture 04's conditions)
     likelihoods.py  p(x|z) on images: Bernoulli, the 256-level discretised logistic, Gaussian (lecture 05)
     vae.py          the VAE: conv encoder and decoder, ELBO, IWAE, bits/dim (lecture 05)
-    pixelcnn.py     PixelCNN and the gated PixelCNN: masked convs, a causality check, bits/dim (lecture 06)
+    pixelcnn.py     PixelCNN and the gated PixelCNN: masked convs, a causality check, bits/dim (lecture 06);
+                    on integer levels too (log_prob_levels, sample_levels): the VQ-VAE's prior over codes
+    vqvae.py        the VQ-VAE: codebook, straight-through estimator, EMA and dead-code restarts, and sampling
+                    through a PixelCNN prior over its 7x7 codes (lecture 07)
 
 How the course sizes, trains and measures each family (its `*_config(course)`, `train_*`, benches)
 lives a layer up, in `course_lib/recipes/`; nothing here imports it, nor `runs`, `metrics` or `bench`.

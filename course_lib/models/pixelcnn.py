@@ -20,6 +20,12 @@ Three pieces:
         gated   gated blocks; the vertical stack sees whole rows above, so no blind spot
   * the process `PixelCNN`: log_prob(x), bits_per_dim(x), sample(n), complete(x, visible_rows), phases().
 
+Levels instead of images: `log_prob_levels(k)` and `sample_levels(n)` take and give the integer levels
+k (B, 1, H, W) in 0..L-1 themselves, and `loss` takes a batch of integer tensors as levels. That is what a
+prior over discrete codes needs (lecture 07: the VQ-VAE's 7x7 grid of codes, L = K): the images' methods
+are these plus the rounding k = round(x (L - 1)) and the division k / (L - 1). The network still sees each
+level as the number 2 k / (L - 1) - 1, an order that codes do not have; it learns them all the same.
+
 Discretisation: x in [0, 1] becomes the level k = round(x (L - 1)), L = config.levels. With L = 256 on
 8-bit data (Fashion-MNIST: x = k / 255) that is exact, and bits/dim = -log p(x) / (D ln 2) is the
 standard figure. With fewer levels it is the bits/dim of the L-level quantisation of the data: at most
@@ -372,6 +378,21 @@ class PixelCNN(ProcessModule):
             raise ValueError(f"{what} must be one class id or {n} of them, each in 0..{k - 1}; got {labels!r}.")
         return y
 
+    def check_levels(self, k: torch.Tensor, what: str = "k") -> None:
+        """Raise a ValueError that says how to fix levels this model cannot score."""
+        s, L = self.config.image_size, self.config.levels
+        if not isinstance(k, torch.Tensor) or k.ndim != 4 or tuple(k.shape[1:]) != (1, s, s):
+            got = tuple(k.shape) if isinstance(k, torch.Tensor) else type(k).__name__
+            raise ValueError(f"{what} must be levels (B, 1, {s}, {s}), got {got}. Add .unsqueeze(1) to a grid "
+                             f"(B, {s}, {s}); a model for another size needs PixelCNNConfig(image_size=...).")
+        if k.is_floating_point() or k.is_complex() or k.dtype == torch.bool:
+            raise ValueError(f"{what} must be integer levels (a long tensor), got {k.dtype}. Images in [0, 1] go "
+                             f"to log_prob / sample; levels to log_prob_levels / sample_levels.")
+        lo, hi = torch.stack(torch.aminmax(k)).tolist()
+        if lo < 0 or hi >= L:
+            raise ValueError(f"{what} must be levels in 0..{L - 1} (PixelCNNConfig(levels={L})), got values in "
+                             f"[{lo}, {hi}]. Codes of a codebook of K entries need levels=K.")
+
     def to_levels(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> levels k = round(x (L - 1)) in 0..L-1 (long), the same shape."""
         return torch.round(x.float() * (self.config.levels - 1)).long()
@@ -384,14 +405,23 @@ class PixelCNN(ProcessModule):
     def logits(self, x: torch.Tensor, labels: Any = None) -> torch.Tensor:
         """Images (B, 1, H, W) in [0, 1] -> logits of every pixel's conditional (B, L, H, W), float32."""
         self.check(x)
-        y = self.class_ids(labels, len(x))
-        return self.net(self.centre(self.to_levels(x)).to(self.device), y).float()
+        return self._logits(self.to_levels(x).to(self.device), labels)
+
+    def _logits(self, k: torch.Tensor, labels: Any) -> torch.Tensor:
+        """Levels (B, 1, H, W) on the device -> logits (B, L, H, W), float32."""
+        return self.net(self.centre(k), self.class_ids(labels, len(k))).float()
 
     def log_prob(self, x: torch.Tensor, labels: Any = None) -> torch.Tensor:
         """log p(x) (or log p(x | labels)) per image (B,), in nats, float32, of x's L-level quantisation."""
-        k = self.to_levels(x).to(self.device)  # (B, 1, H, W)
-        logits = self.logits(x, labels).movedim(1, -1)  # (B, H, W, L), float32 also under autocast
-        log_p = F.log_softmax(logits, dim=-1).gather(-1, k.movedim(1, -1))  # log p(x_i | x_<i): (B, H, W, 1)
+        self.check(x)
+        return self.log_prob_levels(self.to_levels(x), labels)
+
+    def log_prob_levels(self, k: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        """log p(k) (or log p(k | labels)) per grid (B,), in nats, float32, of the levels k (B, 1, H, W) in 0..L-1."""
+        self.check_levels(k)
+        k = k.to(self.device)
+        logits = self._logits(k, labels).movedim(1, -1)  # (B, H, W, L), float32 also under autocast
+        log_p = F.log_softmax(logits, dim=-1).gather(-1, k.movedim(1, -1))  # log p(k_i | k_<i): (B, H, W, 1)
         return log_p.flatten(1).sum(1)  # summed over pixels: (B,)
 
     def bits_per_dim(self, x: torch.Tensor, labels: Any = None) -> torch.Tensor:
@@ -400,9 +430,13 @@ class PixelCNN(ProcessModule):
 
     # -- training ----------------------------------------------------------------------------------------------------
     def loss(self, batch: Any) -> dict[str, torch.Tensor]:
-        """The mean over the batch of -log p(x) in nats (summed over pixels), and bits/dim, logged."""
+        """The mean over the batch of -log p(x) in nats (summed over pixels), and bits/dim, logged.
+
+        A batch of integer tensors is taken as levels k (log_prob_levels): a prior trains on codes as they are.
+        """
         x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (tuple, list)) else (batch, None)
-        nll = -self.log_prob(x, y if self.config.n_classes else None).mean()
+        log_prob = self.log_prob if x.is_floating_point() else self.log_prob_levels
+        nll = -log_prob(x, y if self.config.n_classes else None).mean()
         return {"loss": nll, "bpd": nll.detach() / (self.pixels * math.log(2))}
 
     def phases(self) -> list[Phase]:
@@ -413,7 +447,7 @@ class PixelCNN(ProcessModule):
     @torch.no_grad()
     def _fill(self, k: torch.Tensor, first_row: int, generator: torch.Generator | None, temperature: float,
               y: torch.Tensor | None, progress: bool) -> torch.Tensor:
-        """Draw the levels k (B, 1, H, W) from row `first_row` on, pixel by pixel; the rows above are kept."""
+        """Draw the levels k (B, 1, H, W) from row `first_row` on, pixel by pixel, in place; the rows above are kept."""
         if not temperature > 0:
             raise ValueError(f"temperature divides the logits and must be > 0 (1: the model; < 1: sharper), "
                              f"got {temperature}.")
@@ -437,7 +471,7 @@ class PixelCNN(ProcessModule):
                     bar.update(1)
         if bar is not None:
             bar.close()
-        return k.float() / (self.config.levels - 1)
+        return k
 
     def sample(self, n: int, generator: torch.Generator | None = None, cond: Any = None, temperature: float = 1.0,
                progress: bool = False) -> torch.Tensor:
@@ -446,6 +480,11 @@ class PixelCNN(ProcessModule):
         cond: a class id, or n of them, for a conditional model. temperature < 1 sharpens every
         conditional (less diverse, cleaner samples). progress: a tqdm bar over the pixels.
         """
+        return self.sample_levels(n, generator, cond, temperature, progress).float() / (self.config.levels - 1)
+
+    def sample_levels(self, n: int, generator: torch.Generator | None = None, cond: Any = None,
+                      temperature: float = 1.0, progress: bool = False) -> torch.Tensor:
+        """n grids of integer levels (n, 1, H, W) in 0..L-1 (long), drawn as `sample` draws them."""
         was = self.training
         self.eval()
         y = self.class_ids(cond, n, "cond")
@@ -466,7 +505,8 @@ class PixelCNN(ProcessModule):
         was = self.training
         self.eval()
         y = self.class_ids(cond, len(x), "cond")
-        out = self._fill(self.to_levels(x).to(self.device), visible_rows, generator, temperature, y, progress)
+        k = self._fill(self.to_levels(x).to(self.device), visible_rows, generator, temperature, y, progress)
+        out = k.float() / (self.config.levels - 1)
         self.train(was)
         out[:, :, :visible_rows] = x[:, :, :visible_rows].to(out)  # the visible rows, as given
         return out
