@@ -300,6 +300,21 @@ def _earlier_answers_replaced(exercise_id: str, fn: Any):
             ns[name] = value
 
 
+def returned_samples(got: Any, keys: Sequence[str], where: str, wrapper: str, n: int, fix: str) -> None:
+    """What a build-and-train check's kernel wrapper returned, checked before it is judged: a dict holding a tensor
+    at each of `keys`, and n finite images (n, 1, 28, 28) at "before" and "after". `wrapper` names the harness
+    function the check cell imports ("lab03:train_and_sample"); `fix` is what to look at when the images are wrong."""
+    module, name = wrapper.split(":")
+    if not (isinstance(got, dict) and all(isinstance(got.get(k), torch.Tensor) for k in keys)):
+        raise AssertionError(f"{where}: expected what {name} returns ({sorted(keys)}); keep the check cell as given "
+                             f"(it imports {name} from course_lib.harness.{module}).")
+    for k in ("before", "after"):
+        x = got[k]
+        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
+            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
+                                 f"shape {tuple(x.shape)}. {fix}")
+
+
 def draw_cases(ex: Exercise) -> list[tuple]:
     """The exercise's cases as plain data (tensors, numbers, strings, containers), what the grader hands a kernel."""
     with _GLOBAL_RNG:

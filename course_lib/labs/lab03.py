@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register
+from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register, returned_samples
 from ..harness.lab03 import critic, critic_spec, facts, reference_discriminator, reference_generator
 from ..models.base import seeded
 from ..latent import slerp
@@ -172,16 +172,9 @@ def train_compare(got, want, args) -> None:
     from ..metrics import evaluate
 
     where = f"lab03.build_gan, {args[2]} steps of width {args[0]}"
-    keys = {"before": torch.Tensor, "after": torch.Tensor, "d_loss": torch.Tensor, "g_loss": torch.Tensor}
-    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
-        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
-                             f"as given (it imports train_and_sample from course_lib.harness.lab03).")
     n = int(args[4])
-    for k in ("before", "after"):
-        x = got[k]
-        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
-            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
-                                 f"shape {tuple(x.shape)}. Does your Generator(64, width, 28) make 28x28 images?")
+    returned_samples(got, ("before", "after", "d_loss", "g_loss"), where, "lab03:train_and_sample", n,
+                     "Does your Generator(64, width, 28) make 28x28 images?")
     losses = torch.cat([got["d_loss"].flatten(), got["g_loss"].flatten()])
     if len(losses) == 0 or not bool(torch.isfinite(losses).all()) or float(losses.abs().max()) > 1e4:
         raise AssertionError(f"{where}: the training losses diverged (largest |loss| {float(losses.abs().max()):.3g}, "

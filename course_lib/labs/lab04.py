@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..exercises import Exercise, case_generator, case_seed, register
+from ..exercises import Exercise, case_generator, case_seed, register, returned_samples
 from ..harness.lab04 import balanced_labels, training_pairs
 from ..models.cgan import concat_noise, matching_aware_d_loss, projection_logits
 
@@ -134,20 +134,12 @@ def train_compare(got, want, args) -> None:
 
     width, seed, steps, n = int(args[0]), int(args[1]), int(args[2]), int(args[4])
     where = f"lab04.build_cgan, {steps} steps of width {width}"
-    keys = {"before": torch.Tensor, "after": torch.Tensor, "labels": torch.Tensor, "d_loss": torch.Tensor,
-            "g_loss": torch.Tensor}
-    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
-        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
-                             f"as given (it imports train_and_sample from course_lib.harness.lab04).")
+    returned_samples(got, ("before", "after", "labels", "d_loss", "g_loss"), where, "lab04:train_and_sample", n,
+                     "Does your generator's DCGAN body have image_size=28?")
     labels = balanced_labels(n)  # (n,): what each sample was drawn for, rebuilt here
     if not torch.equal(got["labels"].long().cpu(), labels):
         raise AssertionError(f"{where}: the samples were not drawn for the labels 0, 1, ..., 9, 0, ... that "
                              f"train_and_sample uses; keep the check cell as given.")
-    for k in ("before", "after"):
-        x = got[k]
-        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
-            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
-                                 f"shape {tuple(x.shape)}. Does your generator's DCGAN body have image_size=28?")
     losses = torch.cat([got["d_loss"].flatten(), got["g_loss"].flatten()])
     if len(losses) == 0 or not bool(torch.isfinite(losses).all()) or float(losses.abs().max()) > 1e4:
         raise AssertionError(f"{where}: the training losses diverged (largest |loss| {float(losses.abs().max()):.3g}, "

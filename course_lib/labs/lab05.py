@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..exercises import Exercise, case_generator, case_seed, register
+from ..exercises import Exercise, case_generator, case_seed, register, returned_samples
 from ..harness.lab05 import kl_to_prior  # also the reference the ELBO exercise builds on
 from ..latent import lerp
 
@@ -125,16 +125,9 @@ def train_compare(got, want, args) -> None:
     from ..metrics import evaluate
 
     where = f"lab05.build_vae, {args[3]} steps with z_dim {args[0]} and width {args[1]}"
-    keys = {"before": torch.Tensor, "after": torch.Tensor, "loss": torch.Tensor}
-    if not (isinstance(got, dict) and all(isinstance(got.get(k), t) for k, t in keys.items())):
-        raise AssertionError(f"{where}: expected what train_and_sample returns ({sorted(keys)}); keep the check cell "
-                             f"as given (it imports train_and_sample from course_lib.harness.lab05).")
     n = int(args[5])
-    for k in ("before", "after"):
-        x = got[k]
-        if tuple(x.shape) != (n, 1, 28, 28) or not bool(torch.isfinite(x).all()):
-            raise AssertionError(f"{where}: the samples {k} training must be {n} finite images (n, 1, 28, 28); got "
-                                 f"shape {tuple(x.shape)}. Does your decoder turn (B, z_dim) into logits (B, 1, 28, 28)?")
+    returned_samples(got, ("before", "after", "loss"), where, "lab05:train_and_sample", n,
+                     "Does your decoder turn (B, z_dim) into logits (B, 1, 28, 28)?")
     loss = got["loss"].flatten()
     if len(loss) < 2 or not bool(torch.isfinite(loss).all()):
         raise AssertionError(f"{where}: the training loss is not finite ({loss[:5].tolist()} ...): look for an exp of "
