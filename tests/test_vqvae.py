@@ -249,3 +249,37 @@ def test_bad_configs_say_what_to_change(changes, match):
         VQVAEConfig(**changes)
     with pytest.raises(ValueError, match="leave them out"):
         VQVAE(small()).prior_config(levels=4)
+
+
+
+# -- VQGAN's adaptive weight ----------------------------------------------------------------------------------
+from course_lib.models.vqvae import adaptive_weight  # noqa: E402
+
+
+def test_the_adaptive_weight_is_the_ratio_of_the_gradient_norms_at_the_last_layer_and_keeps_the_graphs():
+    layer = torch.nn.Linear(6, 4)
+    h, x = torch.randn(5, 6, generator=gen()), torch.rand(5, 4, generator=gen(1))
+    critic = torch.randn(4, generator=gen(2))
+
+    def losses():  # a decoder's last layer W: images sigmoid(h W^T + b), an MSE and a linear critic's G loss
+        x_hat = torch.sigmoid(layer(h))  # (5, 4)
+        return (x_hat - x).pow(2).mean(), -(x_hat @ critic).mean()
+
+    rec, gan = losses()
+    w = layer.weight
+    g_rec = torch.autograd.grad(rec, w, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan, w, retain_graph=True)[0]
+    lam = adaptive_weight(rec, gan, w)
+    assert lam.shape == () and not lam.requires_grad and lam.dtype == torch.float32
+    assert float(lam) == pytest.approx(float(g_rec.norm() / (g_gan.norm() + 1e-4)), rel=1e-6)
+    weighted = torch.autograd.grad(lam * gan, w, retain_graph=True)[0]  # lambda balances the two pushes on W
+    assert float(weighted.norm()) == pytest.approx(float(g_rec.norm()), rel=1e-3)
+    (rec + lam * gan).backward()  # the graphs survived both gradients
+    assert layer.weight.grad is not None and layer.bias.grad is not None
+
+    rec, gan = losses()
+    assert float(adaptive_weight(rec, 0 * gan, w, delta=0.5)) == pytest.approx(float(g_rec.norm()) / 0.5, rel=1e-5), \
+        "the discriminator off (GAN loss weighed 0): ||g_rec|| / delta"
+    assert float(adaptive_weight(rec, torch.zeros(()), w, delta=0.5)) == pytest.approx(float(g_rec.norm()) / 0.5,
+                                                                                       rel=1e-5), "a GAN loss off W"
+    assert float(adaptive_weight(1e6 * rec, gan, w, max_weight=10.0)) == 10.0, "clamped to max_weight"

@@ -18,6 +18,7 @@ outputs assigned to them, the commitment term keeps the encoder near its codes. 
 are instead running means of their assigned vectors (their appendix A.1), with no codebook gradient.
 Codes that nothing picks stay dead; `restart_dead=True` moves codes unused for `restart_window` steps onto
 encoder outputs of the current batch. `perplexity` and `dead_codes` measure how many codes are in use.
+`adaptive_weight` is VQGAN's weight of an added GAN term (Esser et al. 2021), from two gradients at the last layer.
 
 The likelihood: the reconstruction term is the mean squared error between x in [0, 1] and the decoder's
 sigmoid output, a Gaussian with a fixed variance up to a scale. We keep it because Fashion-MNIST is
@@ -48,7 +49,7 @@ from .base import ProcessModule
 from .pixelcnn import PixelCNN, PixelCNNConfig
 
 __all__ = ["VQVAEConfig", "Encoder", "Decoder", "Codebook", "VQVAE", "straight_through", "codebook_loss",
-           "commitment_loss", "perplexity", "dead_codes"]
+           "commitment_loss", "perplexity", "dead_codes", "adaptive_weight"]
 
 
 @dataclass
@@ -114,6 +115,24 @@ def perplexity(codes: torch.Tensor, K: int) -> torch.Tensor:
 def dead_codes(codes: torch.Tensor, K: int) -> int:
     """How many of the K codes do not occur in `codes`."""
     return int((torch.bincount(codes.flatten(), minlength=K) == 0).sum())
+
+
+def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer_weight: torch.Tensor,
+                    delta: float = 1e-4, max_weight: float = 1e4) -> torch.Tensor:
+    """VQGAN's weight of the GAN term (Esser et al. 2021, eq. 7), from the gradients at the decoder's last layer W:
+
+        lambda = ||grad_W rec_loss|| / (||grad_W gan_loss|| + delta),   clamped to [0, max_weight], detached
+
+    so that lambda * gan_loss pushes W as hard as the reconstruction does; delta keeps it finite when the GAN
+    loss does not reach W (a discriminator switched off). Both graphs are kept (retain_graph) for the backward
+    pass of the total loss that follows. Returns a float32 scalar that carries no gradient.
+    """
+    rec_grad = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)[0]  # (shape of W)
+    gan_grad = None  # a GAN loss that does not reach W (a constant 0 while the discriminator is off): no push
+    if torch.is_tensor(gan_loss) and gan_loss.requires_grad:
+        gan_grad = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True, allow_unused=True)[0]
+    gan_norm = gan_grad.float().norm() if gan_grad is not None else torch.zeros((), device=rec_grad.device)
+    return (rec_grad.float().norm() / (gan_norm + delta)).clamp(0.0, max_weight).detach()
 
 
 class Codebook(nn.Module):
