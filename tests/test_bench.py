@@ -97,7 +97,7 @@ def test_every_recipe_file_is_walked_and_listed(capsys):
     want = {}
     for info in pkgutil.iter_modules(recipes.__path__):
         want.update(getattr(importlib.import_module(f"course_lib.recipes.{info.name}"), "BENCHMARKS", {}))
-    assert {"classifier", "ring-gan", "dcgan", "cgan", "vae", "pixelcnn"} <= set(want)
+    assert {"classifier", "ring-gan", "dcgan", "cgan", "vae", "pixelcnn", "vqvae"} <= set(want)
     want.update(importlib.import_module("course_lib.metrics").BENCHMARKS)
     assert bench.find_benchmarks() == want
     assert bench.main(["--list"]) == 0

@@ -9,6 +9,7 @@ import torch
 from course_lib import setup
 from course_lib.checkpoint import config_to_dict
 from course_lib.zoo import RUNS, ZOO, ZooError, add_entry, entry_config, install, load_pretrained, manifest, match_line
+from course_lib.zoo.registry import made_by
 
 ENTRIES = sorted(manifest())
 
@@ -22,7 +23,7 @@ def test_the_zoo_ships_entries_with_their_record():
                     "torch", "command", "sha256", "figures", "measured", "profile", "train_status"):
             assert key in e, (name, key)
         assert e["train_status"] == "done", f"{name} was stopped before the end of its run"
-        assert e["command"].startswith(f"python -m course_lib.zoo train {name} --device ")
+        assert e["command"].startswith(f"python -m course_lib.zoo train {made_by(name).name} --device ")  # a prior: its VQ-VAE's
 
 
 @pytest.mark.parametrize("name", ENTRIES)
@@ -35,15 +36,18 @@ def test_every_entry_loads_offline_in_eval_mode(name, no_network):
 def test_every_registry_entry_ships_with_the_config_its_recipe_builds():
     """The registry, the recipes and the shipped files agree: each entry's recorded config is what its
     recipe builds at its profile today, so `zoo train NAME` makes the same model again."""
+    from course_lib.recipes.vqvae import prior_config
     from course_lib.recipes.zoo import build
 
-    missing = sorted(set(RUNS) - set(manifest()))
+    missing = sorted({saved for run in RUNS.values() for saved in run.saves} - set(manifest()))
     assert not missing, f"registry entries with no shipped file: {missing}; train them: " + "; ".join(
-        RUNS[n].command("cuda") for n in missing)
+        sorted({made_by(n).command("cuda") for n in missing}))
     for name, run in RUNS.items():
         course = setup(profile=run.profile, device="cpu", quiet=True)
         model = build(run, course)
         assert config_to_dict(model.config) == manifest()[name]["config"], f"{name}: the recipe builds another model now"
+        if run.family == "vqvae":  # and its prior, which its run trains after it
+            assert config_to_dict(prior_config(course, model)) == manifest()[run.saves[1]]["config"], run.saves[1]
         assert manifest()[name]["seed"] == run.seed and run.lectures, name
         assert set(run.finish) <= set(manifest()[name].get("finished", {})), f"{name}: python -m course_lib.zoo finish {name}"
 

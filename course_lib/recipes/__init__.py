@@ -7,6 +7,8 @@
     cgan.py         cgan_config, train_cgan, class_grid, per-class metrics (lecture 04)
     vae.py          vae_config, train_vae, evaluate_vae (lecture 05)
     pixelcnn.py     pixelcnn_config, train_pixelcnn, evaluate_bpd (lecture 06)
+    vqvae.py        vqvae_config, prior_config, train_vqvae, fit_prior, evaluate_vqvae (lecture 07)
+    zoo.py          train, save and measure the model zoo's entries (`python -m course_lib.zoo`)
 
 A family's `*_config(course, dataset)` sizes its model for the profile and the dataset; its
 `train_*(course, model, data, ...)` runs the one training loop through `train_with_snapshots`
