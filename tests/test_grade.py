@@ -1,4 +1,4 @@
-"""The grader (course_lib.grading) on submissions made from labs 00 to 06.
+"""The grader (course_lib.grading) on submissions made from labs 00 to 07.
 
 One module-scoped fixture builds every submission (blank, solution, and each broken or hostile
 variant), grades each lab's batch once through the command line, and every test reads the JSON
@@ -31,7 +31,7 @@ from course_lib.notebooks import REPO_ROOT, course_meta
 CELL_TIMEOUT = 30  # seconds; the setup cell (imports torch) needs ~10 s on a busy 2-core machine
 LABS = {"lab00": "00_getting_started", "lab01": "01_divergences_and_gan_theory", "lab02": "02_measuring_samples",
         "lab03": "03_dcgan", "lab04": "04_conditional_gan", "lab05": "05_vae",
-        "lab06": "06_pixelcnn"}
+        "lab06": "06_pixelcnn", "lab07": "07_vq_vae"}
 
 
 # ---------------------------------------------------------------------------- making submissions
@@ -86,6 +86,10 @@ CLASSIC_BUGS = [
      "probs = torch.softmax(logits_fn(torch.zeros(n, 1, *shape)), dim=1)  # (n, L, H, W)\n"
      "k = torch.multinomial(probs.permute(0, 2, 3, 1).reshape(-1, levels), 1, generator=generator)\n"
      "return k.reshape(n, 1, *shape) / (levels - 1)"),
+    ("lab07", "wrong_side07", "lab07.vq_losses",  # the stop-gradients swapped: the same values, the gradients swapped
+     "codebook = (z_e - z_q.detach()).pow(2).mean()\n"
+     "commitment = beta * (z_e.detach() - z_q).pow(2).mean()\n"
+     "return codebook, commitment"),
 ]
 
 

@@ -25,6 +25,7 @@ _PREPARE = {
     "lab04.condition_input": "lab04:condition_input_args",
     "lab06.sampling_loop": "lab06:sampling_args",
     "lab06.causality_check": "lab06:causality_args",
+    "lab07.adaptive_weight": "lab07:last_layer_losses",
 }
 
 # exercise id -> (name in the student's code, the exercise that name answers, "module:function" of its reference)
