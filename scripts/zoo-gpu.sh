@@ -36,7 +36,8 @@ metrics=$!
 "$py" -m course_lib.zoo train ${ZOO_ENTRIES:-all} --device "$device" --out "$work/zoo" --jobs 16 --time-limit "$limit" \
   ${ZOO_PROFILE:+--profile $ZOO_PROFILE} ${ZOO_STEPS:+--steps $ZOO_STEPS} 2>&1 | tee "$work/logs/zoo-train.txt"
 wait "$metrics"
-cat "$work"/zoo/*/bench.jsonl >"$out/bench.jsonl" 2>/dev/null
+# one folder per entry when several train side by side; one entry alone (ZOO_ENTRIES=NAME) writes into zoo/ itself
+cat "$work"/zoo/bench.jsonl "$work"/zoo/*/bench.jsonl >"$out/bench.jsonl" 2>/dev/null
 grep -h "^{" "$work/metrics.jsonl" >>"$out/bench.jsonl"
 nvidia-smi >"$work/logs/nvidia-smi.txt" 2>&1
 cp -r "$work/zoo/logs" "$work/logs/entries" 2>/dev/null
