@@ -9,7 +9,7 @@ import torch
 from course_lib import setup
 from course_lib.checkpoint import config_to_dict
 from course_lib.zoo import RUNS, ZOO, ZooError, add_entry, entry_config, install, load_pretrained, manifest, match_line
-from course_lib.zoo.registry import made_by
+from course_lib.zoo.registry import AWAITING_GPU, made_by
 
 ENTRIES = sorted(manifest())
 
@@ -39,10 +39,16 @@ def test_every_registry_entry_ships_with_the_config_its_recipe_builds():
     from course_lib.recipes.vqvae import prior_config
     from course_lib.recipes.zoo import build
 
-    missing = sorted({saved for run in RUNS.values() for saved in run.saves} - set(manifest()))
+    shipped = set(manifest())
+    awaiting = {saved for name in AWAITING_GPU for saved in RUNS[name].saves}
+    missing = sorted({saved for run in RUNS.values() for saved in run.saves} - shipped - awaiting)
     assert not missing, f"registry entries with no shipped file: {missing}; train them: " + "; ".join(
         sorted({made_by(n).command("cuda") for n in missing}))
+    landed = sorted(awaiting & shipped)
+    assert not landed, f"{landed} shipped: take them off registry.AWAITING_GPU, so this test checks their configs"
     for name, run in RUNS.items():
+        if name in AWAITING_GPU:
+            continue
         course = setup(profile=run.profile, device="cpu", quiet=True)
         model = build(run, course)
         assert config_to_dict(model.config) == manifest()[name]["config"], f"{name}: the recipe builds another model now"

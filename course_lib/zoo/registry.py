@@ -105,6 +105,10 @@ _RUNS = [
                  "vqvae-fashion-mnist-prior", targets=("perplexity", "fd_vs_vae", "speed_vs_pixelcnn")),
 ]
 RUNS: dict[str, ZooRun] = {run.name: run for run in _RUNS}
+# Registered, trained by the next `make zoo-gpu`, not shipped yet: name -> why. No GPU was lent when the entry
+# was added, and a gpu-size run on this course's 2-core CPU takes about two hours. tests/test_zoo.py fails when an
+# entry named here ships (take it off) or when any other entry has no shipped file.
+AWAITING_GPU: dict[str, str] = {"vqvae-fashion-mnist": "added in a session without a GPU (issue [19]); make zoo-gpu"}
 
 
 def made_by(name: str) -> ZooRun:
