@@ -17,7 +17,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Callable
 
-__all__ = ["prepare", "builds_on"]
+__all__ = ["prepare", "builds_on", "training_pairs", "TRAIN_IMAGES"]
+
+TRAIN_IMAGES = 4096  # the Fashion-MNIST training images a build-and-train check trains on
 
 # exercise id -> "module:function" of this package that turns a plain case into the call's arguments
 _PREPARE = {
@@ -62,3 +64,11 @@ def prepare(exercise_id: str, case: tuple) -> tuple:
 def builds_on(exercise_id: str) -> tuple[tuple[str, str, Callable[[], Callable]], ...]:
     """(name, earlier exercise id, a function returning that exercise's reference) for each name the exercise builds on."""
     return tuple((name, other, lambda path=path: _resolve(path)) for name, other, path in _BUILDS_ON.get(exercise_id, ()))
+
+
+def training_pairs(seed: int):
+    """The TRAIN_IMAGES Fashion-MNIST training images (and labels) a build-and-train check with this seed trains on,
+    an ImageData in [0, 1]. The grader rebuilds them from the case's seed to look for copies among the samples."""
+    from ..data import load_data
+
+    return load_data("fashion-mnist", "train").subset(TRAIN_IMAGES, seed=int(seed))

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from . import training_pairs
+
 
 
 class _Calls(TorchFunctionMode):
@@ -104,7 +106,7 @@ def train_and_sample(build_gan):
     Returns {"before", "after": (n, 1, 28, 28) in [0, 1]; "d_loss", "g_loss": the logged losses (k,)}; the
     grader computes the Fréchet distances from the samples, in its own process.
     """
-    from ..data import Batches, load_data
+    from ..data import Batches
     from ..train import Trainer, TrainConfig
 
     def run(width: int, seed: int, steps: int, noise_seed: int, n: int) -> dict:
@@ -112,9 +114,7 @@ def train_and_sample(build_gan):
         if not (hasattr(gan, "sample") and hasattr(gan, "parameters")):
             raise TypeError(f"build_gan must return the course's GAN process (course_lib.models.gan.GAN), "
                             f"got {type(gan).__name__}.")
-        images = load_data("fashion-mnist", "train").images
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(seed)))[:4096]
-        train = images[order] * 2 - 1  # (4096, 1, 28, 28) in [-1, 1] for a tanh generator
+        train = training_pairs(seed).images * 2 - 1  # (4096, 1, 28, 28) in [-1, 1] for a tanh generator
 
         def draw() -> torch.Tensor:
             # In training mode, batchnorm normalises with the batch's own statistics: in eval mode its running

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import training_pairs
+
 
 def condition_input_args(z: torch.Tensor, labels: torch.Tensor, table: torch.Tensor) -> tuple:
     """(z, labels, table (classes, k)) -> (z, labels, an nn.Embedding holding a trainable copy of the table)."""
@@ -12,17 +14,6 @@ def condition_input_args(z: torch.Tensor, labels: torch.Tensor, table: torch.Ten
 
 
 # -- the build-and-train exercise: the kernel trains the student's cGAN; the grader judges its samples -----------------
-TRAIN_IMAGES = 4096  # the (image, label) pairs a check trains on
-
-
-def training_pairs(seed: int):
-    """The 4,096 Fashion-MNIST training pairs a check with this seed trains on (ImageData, images in [0, 1]).
-    The grader rebuilds them from the case's seed to look for copies among the samples."""
-    from ..data import load_data
-
-    return load_data("fashion-mnist", "train").subset(TRAIN_IMAGES, seed=int(seed))
-
-
 def balanced_labels(n: int) -> torch.Tensor:
     """(n,) class ids 0, 1, ..., 9, 0, 1, ...: the labels the check's samples are drawn for."""
     return torch.arange(int(n)) % 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import training_pairs
 from ..models.likelihoods import Bernoulli
 from ..models.vae import gaussian_kl
 
@@ -35,7 +36,7 @@ def train_and_sample(build_vae):
     from the same noise. Returns {"before", "after": (n, 1, 28, 28) in [0, 1]; "loss": the logged losses (k,)};
     the grader computes the Fréchet distances from the samples, in its own process.
     """
-    from ..data import Batches, load_data
+    from ..data import Batches
     from ..train import TrainConfig, Trainer
 
     def run(z_dim: int, width: int, seed: int, steps: int, noise_seed: int, n: int) -> dict:
@@ -45,8 +46,6 @@ def train_and_sample(build_vae):
         if not (hasattr(vae, "sample") and hasattr(vae, "phases") and hasattr(vae, "encode")):
             raise TypeError(f"build_vae must return the course's VAE process (course_lib.models.vae.VAE) or a "
                             f"subclass of it, got {type(vae).__name__}.")
-        images = load_data("fashion-mnist", "train").images
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(seed)))[:4096]
 
         def draw() -> torch.Tensor:
             vae.eval()
@@ -57,7 +56,7 @@ def train_and_sample(build_vae):
         before = draw()
         vae.train()
         trainer = Trainer(vae, train_config=TrainConfig(log_every=10, progress=False))
-        trainer.fit(Batches(images[order], 64, seed=int(seed)), steps=int(steps))
+        trainer.fit(Batches(training_pairs(seed).images, 64, seed=int(seed)), steps=int(steps))
         return {"before": before, "after": draw(),
                 "loss": torch.tensor(trainer.history.get("loss", []), dtype=torch.float64)}
 

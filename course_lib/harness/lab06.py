@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import training_pairs
 from ..models.pixelcnn import MaskedConv2d, PixelCNN, PixelCNNConfig, causality_violations
 
 
@@ -133,7 +134,7 @@ def train_and_score(build_pixelcnn):
     """
     import torch.nn.functional as F
 
-    from ..data import Batches, load_data
+    from ..data import Batches
     from ..train import TrainConfig, Trainer
 
     def run(channels: int, n_layers: int, levels: int, lr: float, seed: int, steps: int, images: torch.Tensor,
@@ -157,11 +158,9 @@ def train_and_score(build_pixelcnn):
             return log_softmax(images).gather(1, k)[:, 0]  # (n, 28, 28): log p(x_i | x_<i)
 
         before = score()
-        train = load_data("fashion-mnist", "train").images
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(int(seed)))[:4096]
         model.train()
         trainer = Trainer(model, train_config=TrainConfig(log_every=10, progress=False))
-        trainer.fit(Batches(train[order], 32, seed=int(seed)), steps=int(steps))
+        trainer.fit(Batches(training_pairs(seed).images, 32, seed=int(seed)), steps=int(steps))
         after = score()
         return {"before": before, "after": after, "at": log_softmax(images)[rows, :, r, c],  # (n, L)
                 "at_probe": log_softmax(probes)[rows, :, r, c],

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register, returned_samples
+from ..exercises import Exercise, case_generator, case_random, case_seed, graded, register, returned_samples, no_reference
 from ..harness.lab03 import critic, critic_spec, facts, reference_discriminator, reference_generator
 from ..models.base import seeded
 from ..latent import slerp
@@ -162,9 +162,6 @@ def build_gan_cases() -> list[tuple]:
     return [(TRAIN_WIDTH, case_seed(306) % 2**31, TRAIN_STEPS, case_seed(307) % 2**31, TRAIN_N)]
 
 
-def _no_reference(*args) -> None:
-    return None  # judged by train_compare from the samples: there is no one right output
-
 
 def train_compare(got, want, args) -> None:
     """It trains: finite losses, samples in range, and an FD on Fashion-MNIST below TRAIN_FACTOR x the untrained one,
@@ -221,7 +218,7 @@ register(Exercise("lab03.gradient_penalty", gradient_penalty_cases, penalty_and_
                   names=("a conv critic on 8x8 images", "an MLP critic on 2-D points",
                          "a quadratic critic, eps = 0 and 1 included (the fake and real points themselves)"),
                   outputs=("the penalty", "its gradient w.r.t. the critic's weights")))
-register(Exercise("lab03.build_gan", build_gan_cases, _no_reference, compare=train_compare, judged=True,
+register(Exercise("lab03.build_gan", build_gan_cases, no_reference, compare=train_compare, judged=True,
                   describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST, its FD below {TRAIN_FACTOR:g} x the untrained one"))
 register(Exercise("lab03.slerp", slerp_cases, slerp, rtol=1e-6, atol=1e-8,
                   describe="endpoints, orthogonal unit vectors, identical rows (lerp fallback)",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..exercises import Exercise, case_generator, case_seed, register, returned_samples
+from ..exercises import Exercise, case_generator, case_seed, register, returned_samples, no_reference
 from ..harness.lab04 import balanced_labels, training_pairs
 from ..models.cgan import concat_noise, matching_aware_d_loss, projection_logits
 
@@ -122,9 +122,6 @@ def build_cgan_cases() -> list[tuple]:
     return [(TRAIN_WIDTH, case_seed(404) % 2**31, TRAIN_STEPS, case_seed(405) % 2**31, TRAIN_N)]
 
 
-def _no_reference(*args) -> None:
-    return None  # judged by train_compare from the samples: there is no one right output
-
 
 def train_compare(got, want, args) -> None:
     """It trains and follows its labels: finite losses, samples in range, an FD on Fashion-MNIST below TRAIN_FACTOR x
@@ -185,6 +182,6 @@ register(Exercise("lab04.matching_aware_d_loss", matching_aware_cases, matching_
                              + nn.functional.softplus(torch.cat([w, f])).mean()))))
 register(Exercise("lab04.class_accuracy", class_accuracy_cases, class_accuracy, rtol=1e-6, atol=1e-7,
                   describe="a mean over samples, per class among that class's samples, NaN for an absent class"))
-register(Exercise("lab04.build_cgan", build_cgan_cases, _no_reference, compare=train_compare, judged=True,
+register(Exercise("lab04.build_cgan", build_cgan_cases, no_reference, compare=train_compare, judged=True,
                   describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST: FD below {TRAIN_FACTOR:g} x the untrained "
                            f"one, class accuracy above {ACCURACY_BAR:g}"))

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..exercises import Exercise, case_generator, case_seed, register, returned_samples
+from ..exercises import Exercise, case_generator, case_seed, register, returned_samples, no_reference
 from ..harness.lab05 import kl_to_prior  # also the reference the ELBO exercise builds on
 from ..latent import lerp
 
@@ -115,9 +115,6 @@ def build_vae_cases() -> list[tuple]:
     return [(TRAIN_Z, TRAIN_WIDTH, case_seed(506) % 2**31, TRAIN_STEPS, case_seed(507) % 2**31, TRAIN_N)]
 
 
-def _no_reference(*args) -> None:
-    return None  # judged by train_compare from the samples: there is no one right output
-
 
 def train_compare(got, want, args) -> None:
     """It trains: a finite loss that falls, prior samples in range, and an FD on Fashion-MNIST below TRAIN_FACTOR x
@@ -174,7 +171,7 @@ register(Exercise("lab05.iwae_bound", iwae_cases, iwae_bound, rtol=1e-7, atol=1e
                              lambda a, b, c: torch.logsumexp(a + b - c, dim=0)),
                             ("the mean of the log-weights: that is the ELBO, not the importance-weighted bound",
                              lambda a, b, c: (a + b - c).mean(0)))))
-register(Exercise("lab05.build_vae", build_vae_cases, _no_reference, compare=train_compare, judged=True,
+register(Exercise("lab05.build_vae", build_vae_cases, no_reference, compare=train_compare, judged=True,
                   describe=f"trained {TRAIN_STEPS} steps on Fashion-MNIST, its FD below {TRAIN_FACTOR:g} x the untrained one"))
 register(Exercise("lab05.interpolate", interpolate_cases, interpolate, rtol=1e-7, atol=1e-9,
                   describe="endpoints included, evenly spaced",

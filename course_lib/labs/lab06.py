@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ..exercises import Exercise, case_generator, case_random, case_seed, compare_close, graded, register
+from ..exercises import Exercise, case_generator, case_random, case_seed, compare_close, graded, register, no_reference
 from ..harness.lab06 import conv_outputs, gated, network_spec, stack
 from ..models.pixelcnn import MaskedConv2d, causality_violations, mask
 
@@ -196,9 +196,6 @@ def build_pixelcnn_cases() -> list[tuple]:
     return [(t["channels"], t["n_layers"], L, t["lr"], case_seed(616) % 2**31, t["steps"], images, probes, positions)]
 
 
-def _no_reference(*args) -> None:
-    return None  # judged by train_compare from the predictions: there is no one right output
-
 
 def train_compare(got, want, args) -> None:
     """It trains and is a causal model: finite log-probabilities that sum to 1 over the levels, do not change when the
@@ -254,7 +251,7 @@ register(Exercise("lab06.bits_per_dim", bits_per_dim_cases, bits_per_dim, rtol=1
                   describe="D = 1, 64, 784, 3072, and a uniform 17-level model at log2 17"))
 register(Exercise("lab06.sampling_loop", sampling_cases, sample, rtol=0, atol=1e-7,
                   describe="draw for draw, with logits that depend on the pixels drawn before"))
-register(Exercise("lab06.build_pixelcnn", build_pixelcnn_cases, _no_reference, compare=train_compare, judged=True,
+register(Exercise("lab06.build_pixelcnn", build_pixelcnn_cases, no_reference, compare=train_compare, judged=True,
                   describe=f"trained {TRAIN['steps']} steps on Fashion-MNIST ({TRAIN['levels']} levels): causal, and its "
                            f"bits/dim below {TRAIN_FACTOR:g} x the untrained model's"))
 register(Exercise("lab06.causality_check", causality_cases, causality_violations, compare=compare_causality,
