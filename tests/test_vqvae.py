@@ -283,3 +283,130 @@ def test_the_adaptive_weight_is_the_ratio_of_the_gradient_norms_at_the_last_laye
     assert float(adaptive_weight(rec, torch.zeros(()), w, delta=0.5)) == pytest.approx(float(g_rec.norm()) / 0.5,
                                                                                        rel=1e-5), "a GAN loss off W"
     assert float(adaptive_weight(1e6 * rec, gan, w, max_weight=10.0)) == 10.0, "clamped to max_weight"
+
+
+# -- editing a grid of codes under the prior (the code-grid explorer of lecture 07) -----------------------------
+def tiny_vq_with_prior(K=4, image_size=8, seed=0):
+    """A VQ-VAE with s = image_size / 4 and K codes, and a small untrained PixelCNN prior over them."""
+    vq = VQVAE(small(image_size=image_size, codebook_size=K), seed=seed)
+    vq.prior = PixelCNN(vq.prior_config(channels=8, n_layers=2), seed=seed)
+    return vq
+
+
+def test_the_conditional_of_one_code_is_the_joint_ratio_over_every_grid():
+    vq = tiny_vq_with_prior(K=4)  # s = 2: 4^4 = 256 grids, few enough to score them all
+    grids = torch.tensor(list(itertools.product(range(4), repeat=4))).view(256, 2, 2)
+    with torch.no_grad():
+        log_joint = vq.prior.log_prob_levels(grids[:, None]).double()  # (256,)
+    codes = grids[[7, 100, 201]]  # three grids, (3, 2, 2)
+    for row, col in itertools.product(range(2), range(2)):
+        log_p = vq.code_conditional(codes, row, col)
+        assert log_p.shape == (3, 4) and log_p.dtype == torch.float32
+        assert torch.allclose(log_p.double().exp().sum(1), torch.ones(3, dtype=torch.float64), atol=1e-5)
+        for b, grid in enumerate(codes):
+            index = []  # the 4 grids equal to this one except at (row, col), in the order of the code there
+            for j in range(4):
+                g = grid.clone()
+                g[row, col] = j
+                index.append(int((grids == g).flatten(1).all(1).nonzero()))
+            brute = log_joint[index] - torch.logsumexp(log_joint[index], 0)  # log p(j | rest) by enumeration
+            assert torch.allclose(log_p[b].double(), brute, atol=1e-5), (row, col, b)
+    assert vq.prior.training, "the prior's mode is restored"
+    with pytest.raises(RuntimeError, match="vq.prior = prior"):
+        VQVAE(small(image_size=8, codebook_size=4)).code_conditional(codes, 0, 0)
+
+
+def test_the_conditional_sees_the_codes_after_the_cell_not_only_those_before_it():
+    vq = tiny_vq_with_prior(K=8, image_size=12)  # s = 3
+    codes = torch.randint(0, 8, (2, 3, 3), generator=gen())
+    log_p = vq.code_conditional(codes, 1, 1)
+    assert torch.allclose(log_p.exp().sum(1), torch.ones(2), atol=1e-5)
+    with torch.no_grad():  # the network's own softmax at (1, 1): the codes before it only
+        own = torch.log_softmax(vq.prior._logits(codes[:, None], None)[:, :, 1, 1], dim=1)
+    assert not torch.allclose(log_p, own, atol=1e-3), "p(j | rest) differs from p(j | codes before)"
+    changed = codes.clone()
+    changed[:, 2, 2] = (changed[:, 2, 2] + 1) % 8  # a code after (1, 1) in raster order
+    assert not torch.allclose(vq.code_conditional(changed, 1, 1), log_p, atol=1e-4)
+
+
+def test_completed_codes_keep_the_visible_rows_and_repeat_with_a_seeded_generator():
+    vq = tiny_vq_with_prior(K=8, image_size=16)  # s = 4
+    codes = torch.randint(0, 8, (5, 4, 4), generator=gen())
+    out = vq.complete_codes(codes, 2, generator=gen(3))
+    assert out.shape == (5, 4, 4) and out.dtype == torch.long and 0 <= out.min() and out.max() < 8
+    assert torch.equal(out[:, :2], codes[:, :2]), "the visible rows are kept exactly"
+    assert torch.equal(out, vq.complete_codes(codes, 2, generator=gen(3))), "a seeded draw repeats"
+    assert not torch.equal(out[:, 2:], vq.complete_codes(codes, 2, generator=gen(4))[:, 2:]), "another seed"
+    assert torch.equal(vq.complete_codes(codes, 4, generator=gen(3)), codes), "all rows visible: nothing drawn"
+    assert vq.prior.training and torch.equal(codes, torch.randint(0, 8, (5, 4, 4), generator=gen())), \
+        "the prior's mode is restored and the input is not written"
+    assert vq.decode(out).shape == (5, 1, 16, 16)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda vq, c: vq.code_conditional(c[:, 0], 0, 0), ValueError, r"\(B, 2, 2\).*to_codes"),
+    (lambda vq, c: vq.code_conditional(c.float(), 0, 0), ValueError, r"integer codes.*\.long\(\)"),
+    (lambda vq, c: vq.code_conditional(c + 4, 0, 0), ValueError, r"codes in 0..3"),
+    (lambda vq, c: vq.code_conditional(c, 2, 0), ValueError, r"cell of the 2x2 grid \(each in 0..1\)"),
+    (lambda vq, c: vq.code_conditional(c, 0, -1), ValueError, r"row=0, col=-1"),
+    (lambda vq, c: vq.code_conditional(c, 0.5, 0), ValueError, r"row must be an integer"),
+    (lambda vq, c: vq.complete_codes(c, 3), ValueError, r"between 0 .* and 2"),
+    (lambda vq, c: vq.complete_codes(c, 1, temperature=0), ValueError, r"temperature"),
+    (lambda vq, c: vq.complete_codes(c, 1, cond=0), ValueError, r"unconditional"),
+])
+def test_editing_codes_explains_bad_arguments(call, error, match):
+    vq = tiny_vq_with_prior(K=4)
+    with pytest.raises(error, match=match):
+        call(vq, torch.zeros(2, 2, 2, dtype=torch.long))
+
+
+# -- dead-code restarts: counted on the host, resumed at the same steps ------------------------------------------
+class _CountedReads(torch.Tensor):
+    """A tensor that counts how often its value is read back to Python (each read a GPU sync on CUDA)."""
+    reads = 0
+
+    def __int__(self):
+        _CountedReads.reads += 1
+        return super().__int__()
+
+    def __bool__(self):
+        _CountedReads.reads += 1
+        return super().__bool__()
+
+    def item(self):
+        _CountedReads.reads += 1
+        return super().item()
+
+
+def test_dead_code_restarts_do_not_read_the_step_count_from_the_device_every_step():
+    vq = VQVAE(small(restart_dead=True, restart_window=4), seed=0)
+    vq.codebook.steps = torch.zeros((), dtype=torch.long).as_subclass(_CountedReads)
+    _CountedReads.reads = 0
+    Trainer(vq, train_config=QUIET).fit([blobs(8, seed=i) for i in range(3)], steps=12)
+    assert int(vq.codebook.steps) == 12 and vq.codebook._steps == 12
+    assert _CountedReads.reads <= 2, f"the step buffer was read {_CountedReads.reads - 1} times in 12 steps"
+
+
+def test_a_resumed_run_restarts_dead_codes_at_the_same_steps_as_an_unbroken_one(tmp_path, monkeypatch):
+    restarted = []
+    restart = Codebook.restart
+
+    def recorded(self, z, generator=None):
+        restarted.append(int(self.steps))
+        return restart(self, z, generator)
+    monkeypatch.setattr(Codebook, "restart", recorded)
+    config, data = small(restart_dead=True, restart_window=3), [blobs(8, seed=i) for i in range(4)]
+    Trainer(VQVAE(config, seed=0), train_config=QUIET).fit(data, steps=10)
+    unbroken, restarted[:] = list(restarted), []
+    first = Trainer(VQVAE(config, seed=0), train_config=QUIET)
+    first.fit(data, steps=4)
+    path = first.save(tmp_path / "vq.pt")
+    second = Trainer(VQVAE(config, seed=0), train_config=QUIET).load(path)  # a fresh process, steps from the file
+    assert int(second.model.codebook.steps) == 4
+    second.fit(data, steps=6)
+    assert unbroken == [3, 6, 9] and restarted == unbroken, (unbroken, restarted)
+    assert int(second.model.codebook.steps) == second.model.codebook._steps == 10
+    first.fit(data, steps=4)  # on to step 8 (its host count too), then back to the checkpoint's step 4
+    restarted[:] = []
+    first.load(path).fit(data, steps=6)
+    assert restarted == [6, 9] and first.model.codebook._steps == 10, "the host count follows a load_state_dict"

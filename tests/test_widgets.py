@@ -449,3 +449,146 @@ def test_completion_explorer_explains_bad_arguments_and_functions():
     assert isinstance(e.error, ValueError) and "bits per pixel (m, H, W)" in str(e.error)
     e.controls["image"].value = 1  # the error stays shown, the figure marked stale, the widget usable
     assert e.image.layout.border == e.STALE
+
+
+# -- the code-grid explorer (lecture 07), on a tiny untrained VQ-VAE and prior --------------------------------------
+import ipywidgets as W  # noqa: E402
+
+from course_lib.models.pixelcnn import PixelCNN  # noqa: E402
+from course_lib.models.vqvae import VQVAE, VQVAEConfig  # noqa: E402
+from course_lib.widgets import CodeGridExplorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def vq():
+    """s = 4 (16x16 images), K = 8 codes, a small untrained prior; its images and their codes."""
+    model = VQVAE(VQVAEConfig(image_size=16, width=8, code_dim=4, codebook_size=8), seed=0)
+    model.prior = PixelCNN(model.prior_config(channels=8, n_layers=2), seed=0)
+    model.eval()
+    images = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(6))
+    return model, images, model.to_codes(images)
+
+
+def grid_explorer(vq, **changes):
+    model, images, codes = vq
+    kwargs = dict(conditional=model.code_conditional, complete=lambda c, rows, g: model.complete_codes(c, rows, g),
+                  joint_bits=lambda c: -model.prior.log_prob_levels(c[:, None]) / (16 * math.log(2)), images=images)
+    return CodeGridExplorer(model.decode, codes, 8, **{**kwargs, **changes})
+
+
+def buttons_in_page_order(widget):
+    """Every Button under `widget`, depth first: the order a browser shows (and the browser test clicks) them."""
+    if isinstance(widget, W.Button):
+        return [widget]
+    return [b for child in getattr(widget, "children", ()) for b in buttons_in_page_order(child)]
+
+
+def test_code_grid_explorer_selects_a_cell_and_the_code_slider_edits_only_that_cell(vq):
+    model, images, codes = vq
+    e = grid_explorer(vq, index=1)
+    assert e.error is None and e.selected == (2, 2) and torch.equal(e.grid, codes[1]) and torch.equal(e.base, codes[1])
+    assert e.controls["code"].value == int(codes[1, 2, 2]) and e.values["edited cells"] == 0
+    assert [b.description for row in e.cells for b in row] == [str(k) for k in codes[1].flatten().tolist()]
+    assert torch.allclose(e.decoded, model.decode(codes[1:2]).detach())
+    before, png = dict(e.values), e.image.value
+    e.cells[0][3].click()  # select: the slider follows, nothing is edited
+    assert e.selected == (0, 3) and e.controls["code"].value == int(codes[1, 0, 3]) and torch.equal(e.grid, codes[1])
+    assert e.values["row"] == 0 and e.values["column"] == 3 and e.values != before and e.image.value != png
+    new = (int(codes[1, 0, 3]) + 3) % 8
+    e.controls["code"].value = new
+    assert e.error is None and (e.grid != codes[1]).nonzero().tolist() == [[0, 3]] and int(e.grid[0, 3]) == new
+    assert e.values["edited cells"] == 1 and e.values["code"] == new and e.cells[0][3].description == str(new)
+    edited = codes[1:2].clone()
+    edited[0, 0, 3] = new
+    assert torch.allclose(e.decoded, model.decode(edited).detach())
+    assert e.values["mean |edited - unedited| (pixels)"] == pytest.approx(
+        float((model.decode(edited) - model.decode(codes[1:2])).abs().mean().detach()), rel=1e-5)
+    log_p = model.code_conditional(edited, 0, 3)[0]
+    assert e.values["log2 p(code | rest)"] == pytest.approx(float(log_p[new]) / math.log(2), rel=1e-5)
+    assert e.values["bits per code"] == pytest.approx(
+        float(-model.prior.log_prob_levels(edited[:, None]).detach()) / (16 * math.log(2)), rel=1e-5)
+    assert all(f"{v:.4f}" in e.readout.value for v in e.values.values())
+    e.cells[3][0].click()  # selecting another cell keeps the edit
+    assert int(e.grid[0, 3]) == new and e.controls["code"].value == int(codes[1, 3, 0]) and e.values["edited cells"] == 1
+    e.controls["image"].value = 4  # another starting grid: the edits are dropped, the slider follows
+    assert torch.equal(e.grid, codes[4]) and e.controls["code"].value == int(codes[4, 3, 0])
+    assert e.values["edited cells"] == 0 and e.error is None
+
+
+def test_code_grid_explorer_resamples_a_cell_and_the_bottom_half_and_resets(vq):
+    model, images, codes = vq
+    e = grid_explorer(vq)
+    for _ in range(6):  # always another code, at the selected cell only
+        old = e.grid.clone()
+        e.buttons["resample cell"].click()
+        assert e.error is None and (e.grid != old).nonzero().tolist() == [[2, 2]]
+        assert e.controls["code"].value == int(e.grid[2, 2])
+    e.cells[3][1].click()
+    old, seed = e.grid.clone(), e.seed
+    e.buttons["resample bottom half"].click()  # s = 4: the top 2 rows kept, the next seed
+    assert e.error is None and e.visible_rows == 2 and torch.equal(e.grid[:2], old[:2]) and not torch.equal(e.grid, old)
+    want = model.complete_codes(old[None], 2, torch.Generator().manual_seed(seed + 1))[0]
+    assert e.seed == seed + 1 and torch.equal(e.grid, want), "the next seed, given the edited top rows"
+    assert e.controls["code"].value == int(e.grid[3, 1])
+    e.buttons["reset"].click()
+    assert torch.equal(e.grid, codes[0]) and e.values["edited cells"] == 0 and e.selected == (3, 1)
+    assert e.values["mean |edited - unedited| (pixels)"] == 0
+
+
+def test_every_button_in_page_order_changes_the_picture_and_the_numbers(vq):
+    e = grid_explorer(vq)
+    e.controls["image"].value = 2  # as the browser test does before the buttons: sliders first
+    e.controls["code"].value = (e.controls["code"].value + 1) % 8
+    e.controls["image"].value = 3
+    buttons = buttons_in_page_order(e.widget)
+    assert len(buttons) == 3 + 16 and buttons[:3] == list(e.buttons.values())
+    for button in buttons:
+        before, png = dict(e.values), e.image.value
+        button.click()
+        assert e.error is None and e.values != before and e.image.value != png, button.description
+
+
+def test_code_grid_explorer_without_the_prior_disables_its_buttons_and_says_why(vq):
+    model, images, codes = vq
+    e = CodeGridExplorer(model.decode, codes, 8)
+    assert e.error is None and set(e.values) == {"row", "column", "code", "edited cells",
+                                                 "mean |edited - unedited| (pixels)"}
+    assert e.buttons["resample cell"].disabled and "conditional=" in e.buttons["resample cell"].tooltip
+    assert e.buttons["resample bottom half"].disabled and "complete=" in e.buttons["resample bottom half"].tooltip
+    assert not e.buttons["reset"].disabled
+    e.cells[0][0].click()
+    e.controls["code"].value = (int(codes[0, 0, 0]) + 1) % 8
+    assert e.values["edited cells"] == 1 and e.error is None
+
+
+def test_code_grid_explorer_explains_bad_arguments_and_shows_errors_of_its_functions(vq):
+    model, images, codes = vq
+    with pytest.raises(ValueError, match=r"\(N, s, s\).*to_codes"):
+        CodeGridExplorer(model.decode, codes[0], 8)
+    with pytest.raises(ValueError, match=r"integer codes.*\.long\(\)"):
+        CodeGridExplorer(model.decode, codes.float(), 8)
+    with pytest.raises(ValueError, match=r"0\.\.3 \(K = 4\), got values in \[\d, 7\].*codebook_size"):
+        CodeGridExplorer(model.decode, torch.cat([codes.clamp(max=3), torch.full((1, 4, 4), 7)]), 4)
+    with pytest.raises(ValueError, match="K is the number of codes"):
+        CodeGridExplorer(model.decode, codes, 1)
+    with pytest.raises(ValueError, match="the 5 originals"):
+        CodeGridExplorer(model.decode, codes, 8, images=images[:3])
+    with pytest.raises(ValueError, match=r"pick one of the 5 grids \(0 to 4\)"):
+        CodeGridExplorer(model.decode, codes, 8, index=5)
+
+    def broken(c):
+        raise RuntimeError("decoder on fire")
+    e = CodeGridExplorer(broken, codes, 8)  # shown, not raised; the widget stays usable
+    assert isinstance(e.error, RuntimeError) and e.image.layout.border == e.STALE
+    e.cells[0][0].click()
+    assert isinstance(e.error, RuntimeError)
+    e = CodeGridExplorer(lambda c: model.decode(c)[:, 0], codes, 8)
+    assert isinstance(e.error, ValueError) and "images (n, C, H, W)" in str(e.error)
+    e = grid_explorer(vq, conditional=lambda c, r, k: torch.zeros(1, 8))
+    assert isinstance(e.error, ValueError) and "log_softmax" in str(e.error)
+    e = grid_explorer(vq, complete=lambda c, rows, g: torch.zeros_like(c))
+    assert e.error is None
+    e.buttons["resample bottom half"].click()
+    assert isinstance(e.error, ValueError) and "changed the top 2 rows" in str(e.error)
+    e.buttons["reset"].click()  # the next update works again
+    assert e.error is None and e.image.layout.border == e.FRESH

@@ -31,12 +31,15 @@ likelihood; the prior's is: bits per code = -log2 p(k) / s^2, against log2 K for
     codes = vq.to_codes(train_images)                         # (N, 7, 7) long
     prior = PixelCNN(vq.prior_config(channels=64), seed=0)    # Trainer(prior).fit(codes[:, None] batches)
     vq.prior = prior; vq.sample(16)                           # (16, 1, 28, 28) in [0, 1]
+    vq.code_conditional(codes[:1], 3, 3)                      # log p(k_33 = j | the other 48 codes): (1, K)
+    vq.complete_codes(codes[:4], visible_rows=4)              # the top 4 rows kept, the rest drawn: (4, 7, 7)
 
 The course's sizes per profile and the training drivers live a layer up, in `course_lib/recipes/`.
 """
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +143,9 @@ class Codebook(nn.Module):
 
     weight: a parameter (the codebook term trains it), or with ema=True a frozen one that `ema_update`
     sets to running means: sum of the assigned vectors / count of them, both averaged with `decay`.
-    usage: how often each code was picked since the last `restart`; steps: the batches counted (`count_usage`).
+    usage: how often each code was picked since the last `restart`; steps: the batches counted (`count_usage`),
+    saved and restored with the state_dict, and counted alongside as a Python int so that training never reads
+    it back from the device (one read after construction or a load_state_dict, none per step).
     """
 
     def __init__(self, K: int, D: int, ema: bool = False, decay: float = 0.99, eps: float = 1e-5) -> None:
@@ -152,6 +157,7 @@ class Codebook(nn.Module):
             self.register_buffer("total", self.weight.detach().clone())  # running sum m_i, (K, D)
         self.register_buffer("usage", torch.zeros(K))  # (K,)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._steps: int | None = None  # `steps` as a Python int; None: read the buffer once at the next count
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """Vectors z (N, D) -> the index of the nearest code (N,), by squared distance in float32.
@@ -193,10 +199,19 @@ class Codebook(nn.Module):
         self.weight.copy_(self.total / smoothed[:, None])
 
     @torch.no_grad()
-    def count_usage(self, codes: torch.Tensor) -> None:
-        """Add the codes picked in a batch to `usage`, and one to `steps`."""
+    def count_usage(self, codes: torch.Tensor) -> int:
+        """Add the codes picked in a batch to `usage`, and one to `steps`; return `steps` as a Python int.
+
+        The int is counted on the host: reading the buffer (`int(self.steps)`) would wait for the GPU every step.
+        """
         self.usage += torch.bincount(codes.flatten(), minlength=self.K).to(self.usage)
         self.steps += 1
+        self._steps = int(self.steps) if self._steps is None else self._steps + 1  # one read after a (re)load
+        return self._steps
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps = None  # `steps` came from a checkpoint (a resumed run, a rollback): read it at the next count
 
     @torch.no_grad()
     def restart(self, z: torch.Tensor, generator: torch.Generator | None = None) -> int:
@@ -216,6 +231,14 @@ class Codebook(nn.Module):
                 self.total[dead] = new
         self.usage.zero_()
         return len(dead)
+
+
+def _index(value: Any, name: str) -> int:
+    """An integer argument (a Python, NumPy or 0-d tensor integer) as an int, or a ValueError naming it."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}.") from None
 
 
 # -- the networks -----------------------------------------------------------------------------------------------
@@ -339,8 +362,8 @@ class VQVAE(ProcessModule):
         if c.ema:
             self.codebook.ema_update(z, codes)
         if c.restart_dead:
-            self.codebook.count_usage(codes)
-            if int(self.codebook.steps) % c.restart_window == 0:  # usage then covers the last window
+            steps = self.codebook.count_usage(codes)  # a Python int: no device read per step
+            if steps % c.restart_window == 0:  # usage then covers the last window
                 self.codebook.restart(z, self.noise_stream())
 
     def phases(self) -> list[Phase]:
@@ -391,3 +414,69 @@ class VQVAE(ProcessModule):
         """
         codes = self._need_prior().sample_levels(n, generator, cond, temperature, progress)  # (n, 1, s, s)
         return self.decode(codes[:, 0].to(self.device))  # (n, C, H, W)
+
+    # -- editing a grid of codes under the prior (lecture 07's code-grid explorer) ---------------------------------
+    def _check_codes(self, codes: Any, what: str = "codes") -> None:
+        """Raise a ValueError that says how to fix a grid of codes (B, s, s) this model cannot take."""
+        s, K = self.grid, self.config.codebook_size
+        if not isinstance(codes, torch.Tensor) or codes.ndim != 3 or tuple(codes.shape[1:]) != (s, s):
+            got = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ValueError(f"{what} must be grids of codes (B, {s}, {s}), got {got}. vq.to_codes(images) gives "
+                             f"them; take [:, 0] of the prior's (B, 1, {s}, {s}) levels.")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(f"{what} must be integer codes (a long tensor), got {codes.dtype}: use .long().")
+        lo, hi = torch.stack(torch.aminmax(codes)).tolist()
+        if lo < 0 or hi >= K:
+            raise ValueError(f"{what} must be codes in 0..{K - 1} (codebook_size K = {K}), got values in [{lo}, {hi}].")
+
+    @torch.no_grad()
+    def code_conditional(self, codes: torch.Tensor, row: int, col: int, labels: Any = None) -> torch.Tensor:
+        """log p(k_{row,col} = j | all the other codes) under the prior, for j = 0..K-1: log-probs (B, K), float32.
+
+        Exact, from the joint: p(j | rest) = p(grid with j at (row, col)) / sum_j' p(grid with j' there).
+        The PixelCNN's own softmax at (row, col) is p(j | the codes before it) only; the codes after it
+        depend on j too, and the joint counts them. One batched forward of the B K grids that differ
+        at (row, col) only (K = 64: 64 grids per image), then a log-softmax over j.
+        labels: as in bits_per_code (a class-conditional prior's classes, one per image).
+        """
+        prior = self._need_prior()
+        self._check_codes(codes)
+        s, K = self.grid, self.config.codebook_size
+        row, col = _index(row, "row"), _index(col, "col")
+        if not (0 <= row < s and 0 <= col < s):
+            raise ValueError(f"row and col must pick a cell of the {s}x{s} grid (each in 0..{s - 1}), got "
+                             f"row={row}, col={col}.")
+        b = len(codes)
+        grids = codes.to(prior.device).repeat_interleave(K, 0)  # (B K, s, s): K copies of each grid
+        grids[:, row, col] = torch.arange(K, device=grids.device).repeat(b)  # copy j holds code j at (row, col)
+        labels = None if labels is None else prior.class_ids(labels, b).repeat_interleave(K)  # (B K,)
+        was = prior.training
+        prior.eval()
+        try:
+            log_joint = prior.log_prob_levels(grids[:, None], labels).view(b, K)  # log p(grid_j): (B, K)
+        finally:
+            prior.train(was)
+        return torch.log_softmax(log_joint, dim=1)  # log p(grid_j) - log sum_j' p(grid_j'): (B, K)
+
+    def complete_codes(self, codes: torch.Tensor, visible_rows: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0, cond: Any = None) -> torch.Tensor:
+        """Keep the first `visible_rows` rows of the grids (B, s, s) exactly, draw the rest from the prior given them.
+
+        p(codes below | codes above), code by code as PixelCNN.complete draws pixels; decode the result to see
+        it. Returns codes (B, s, s) long on the prior's device. temperature, cond: as in `sample`.
+        """
+        prior = self._need_prior()
+        self._check_codes(codes)
+        s, visible_rows = self.grid, _index(visible_rows, "visible_rows")
+        if not 0 <= visible_rows <= s:
+            raise ValueError(f"visible_rows is the number of rows of codes kept from the top, between 0 (draw the "
+                             f"whole grid) and {s} (keep it all); got {visible_rows}.")
+        was = prior.training
+        prior.eval()
+        try:
+            y = prior.class_ids(cond, len(codes), "cond")
+            k = codes.to(prior.device).clone()[:, None]  # (B, 1, s, s): the prior's levels, filled in place
+            prior._fill(k, visible_rows, generator, temperature, y, False)
+        finally:
+            prior.train(was)
+        return k[:, 0]  # (B, s, s)

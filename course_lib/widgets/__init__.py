@@ -14,10 +14,12 @@ The package, one module per kind of explorer:
     latent_space.py   `ArithmeticExplorer` (A + amount * (C - B), 03), `LatentExplorer` (a 2D latent space, 05)
     conditional.py    `ClassExplorer` (classes against noise), `CaptionExplorer` (typed captions) (lecture 04)
     completion.py     `CompletionExplorer`: completions of a partly hidden image (lecture 06)
+    codes.py          `CodeGridExplorer`: a VQ-VAE's grid of codes, edited cell by cell under its prior (lecture 07)
 
 The static fallbacks of executed notebooks' widget outputs are in `course_lib.notebooks`.
 """
 from .base import Explorer
+from .codes import CodeGridExplorer
 from .completion import CompletionExplorer
 from .conditional import CaptionExplorer, ClassExplorer
 from .divergence import DivergenceExplorer
@@ -25,4 +27,4 @@ from .interpolation import InterpolationExplorer, PairInterpolationExplorer
 from .latent_space import ArithmeticExplorer, LatentExplorer
 
 __all__ = ["Explorer", "DivergenceExplorer", "InterpolationExplorer", "ArithmeticExplorer", "LatentExplorer",
-           "PairInterpolationExplorer", "ClassExplorer", "CaptionExplorer", "CompletionExplorer"]
+           "PairInterpolationExplorer", "ClassExplorer", "CaptionExplorer", "CompletionExplorer", "CodeGridExplorer"]
