@@ -198,3 +198,93 @@ def test_lab06_a_build_that_returns_something_else_is_named(real_data):
 
     with pytest.raises(TypeError, match="build_pixelcnn must return the course's PixelCNN process"):
         check("lab06.build_pixelcnn", train_and_score(lambda *args: torch.nn.Linear(2, 2)))
+
+
+# -- lab 07: the student's VQ-VAE ----------------------------------------------------------------------------------
+def vqvae_builder(mistake=None, lr=2e-3):
+    """The library's networks, the quantiser and the loss from the lab's pieces (their references); `mistake` makes
+    one of the classic wrong builds."""
+    from course_lib.harness.lab07 import nearest_code, vq_losses
+    from course_lib.models.vqvae import VQVAE, VQVAEConfig, perplexity, straight_through
+
+    class Yours(VQVAE):
+        def quantize(self, z_e):
+            b, d, s, _ = z_e.shape
+            codes = nearest_code(z_e.permute(0, 2, 3, 1).reshape(-1, d), self.codebook.weight).view(b, s, s)
+            return torch.zeros_like(codes) if mistake == "one_code" else codes
+
+        def loss(self, batch):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            z_e = self.encode(x)
+            codes = self.quantize(z_e)
+            z_q = self.codebook.lookup(codes)
+            x_hat = torch.sigmoid(self.decoder(z_q if mistake == "no_straight_through" else straight_through(z_e, z_q)))
+            reconstruction = (x_hat - x).pow(2).mean()
+            codebook, commitment = vq_losses(z_e, z_q, self.config.beta)
+            if mistake == "no_codebook_term":
+                codebook = codebook.detach()
+            return {"loss": reconstruction + codebook + commitment, "reconstruction": reconstruction.detach(),
+                    "perplexity": perplexity(codes, self.config.codebook_size)}
+
+    def build_vqvae(width, K, D, beta, seed):
+        return Yours(VQVAEConfig(width=width, codebook_size=K, code_dim=D, beta=beta, lr=lr), seed=seed)
+    return build_vqvae
+
+
+@pytest.mark.slow
+def test_lab07_a_right_build_trains_and_passes(real_data, capsys):
+    from course_lib.harness.lab07 import train_and_reconstruct
+
+    check("lab07.build_vqvae", train_and_reconstruct(vqvae_builder()))
+    assert "✓ lab07.build_vqvae" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mistake, words", [
+    ("no_straight_through", r"with beta = 0 no gradient reaches the encoder.* It looks like no straight-through"),
+    ("no_codebook_term", r"no gradient reaches the codebook, so the codes never move.* codebook term is missing"),
+    ("one_code", r"the codes have collapsed: the 128 test images use 1 of the 32 codes, perplexity 1.00"),
+])
+def test_lab07_each_wrong_build_fails_with_the_mistake_it_looks_like(real_data, mistake, words):
+    from course_lib.harness.lab07 import train_and_reconstruct
+
+    with pytest.raises(AssertionError, match=words):
+        check("lab07.build_vqvae", train_and_reconstruct(vqvae_builder(mistake)))
+
+
+@pytest.mark.slow
+def test_lab07_a_build_that_cannot_learn_fails_on_its_loss(real_data):
+    from course_lib.harness.lab07 import train_and_reconstruct
+
+    with pytest.raises(AssertionError, match=r"the loss does not fall: \d\.\d+ at the start, \d\.\d+ at the end .* "
+                                             r"It stays where it began"):
+        check("lab07.build_vqvae", train_and_reconstruct(vqvae_builder(lr=1e-12)))
+
+
+def test_lab07_forged_returns_are_refused(real_data):
+    """What a kernel could hand back without a model that learns: the images themselves, reconstructions that are no
+    function of the codes, and reconstructions that stay as bad as the untrained ones."""
+    from course_lib.labs.lab07 import build_vqvae_cases, train_compare
+
+    args = build_vqvae_cases()[0]
+    images, perm = args[6], args[7]
+    n = len(images)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, args[1], (n, 7, 7), generator=g)
+    honest = {"codes": codes, "grads": torch.tensor([1e-3, 0.05, 0.07], dtype=torch.float64),
+              "loss": torch.linspace(0.15, 0.03, 15, dtype=torch.float64), "before": torch.full_like(images, 0.5)}
+    with pytest.raises(AssertionError, match=r"the reconstructions are the images themselves"):
+        train_compare({**honest, "after": images.clone(), "permuted": images[perm].clone()}, None, args)
+    noisy = (images + 0.01 * torch.randn(images.shape, generator=g)).clamp(0, 1)
+    with pytest.raises(AssertionError, match=r"decoding the same codes in another order gives other images"):
+        train_compare({**honest, "after": noisy, "permuted": noisy.clone()}, None, args)
+    grey = torch.full_like(images, 0.45)
+    with pytest.raises(AssertionError, match=r"its reconstructions do not improve: test MSE \d\.\d+ untrained"):
+        train_compare({**honest, "after": grey, "permuted": grey[perm]}, None, args)
+
+
+def test_lab07_a_build_that_returns_something_else_is_named(real_data):
+    from course_lib.harness.lab07 import train_and_reconstruct
+
+    with pytest.raises(TypeError, match="build_vqvae must return the course's VQ-VAE process"):
+        check("lab07.build_vqvae", train_and_reconstruct(lambda *args: torch.nn.Linear(2, 2)))

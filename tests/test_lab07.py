@@ -193,3 +193,36 @@ def test_blank_stub_fails_and_cases_are_fresh_and_salted(exercise_id):
         assert verify(ex, _run(exercise_id, ex.reference, secret)) == len(secret)
     assert any(not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
                     and torch.equal(x, y)) for u, v in zip(home, secret) for x, y in zip(u, v))
+
+
+# -- build and train (the whole model's checks are in tests/test_build_and_train.py) -----------------------------
+def test_a_blank_build_vqvae_fails_and_its_secret_cases_are_other_images_and_seeds(real_data):
+    from course_lib.harness.lab07 import train_and_reconstruct
+
+    def build_vqvae(width, K, D, beta, seed):
+        raise NotImplementedError("Exercise lab07.build_vqvae: ...")
+
+    with pytest.raises(NotImplementedError):
+        check("lab07.build_vqvae", train_and_reconstruct(build_vqvae))
+    ex = get_exercise("lab07.build_vqvae")
+    assert ex.judged
+    (home,) = draw_cases(ex)
+    with salted(0xC0FFEE):
+        (secret,) = draw_cases(ex)
+    assert home[4] != secret[4] and not torch.equal(home[6], secret[6]) and not torch.equal(home[7], secret[7])
+    assert home[6].shape == (128, 1, 28, 28) and sorted(home[7].tolist()) == list(range(128))
+
+
+def test_the_build_part_has_two_more_written_questions_and_the_lab_shows_placeholders():
+    import nbformat
+
+    from course_lib.notebooks import ANSWER_PLACEHOLDER, REPO_ROOT, make_lab
+
+    sol = nbformat.read(REPO_ROOT / "solutions" / "07_vq_vae.ipynb", as_version=4)
+    meta = [c.metadata.get("course", {}) for c in sol.cells]
+    questions = [m["question"] for m in meta if "question" in m]
+    assert questions == ["lab07.q_codes", "lab07.q_adaptive", "lab07.q_build", "lab07.q_bits"]
+    assert [m["answer"] for m in meta if "answer" in m] == questions
+    assert all(len(c.source) > 200 for c in sol.cells if "answer" in c.metadata.get("course", {}))
+    lab = make_lab(sol)
+    assert [c.source for c in lab.cells if "answer" in c.metadata.get("course", {})] == [ANSWER_PLACEHOLDER] * 4

@@ -8,8 +8,9 @@ estimator and the two VQ terms are checked with their gradients: the lab's check
 autograd leaves on z_e and on z_q (zeros where nothing arrives), so the value alone earns nothing and a stop-gradient
 on the wrong side fails. The adaptive weight's cases are losses at a decoder's last layer (course_lib.harness.lab07
 builds them from plain data); the check cell takes their gradients with autograd and hands them to the student's
-function, and the reference is the library's adaptive_weight on the same losses. Every case is drawn from a seeded
-generator, fresh on each call, other sizes when graded.
+function, and the reference is the library's adaptive_weight on the same losses. build_vqvae is judged by what its
+model does (course_lib.harness.lab07.train_and_reconstruct trains it in the kernel; the errors and the perplexity are
+computed here). Every case is drawn from a seeded generator, fresh on each call, other sizes when graded.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..exercises import Exercise, case_generator, case_random, graded, register
+from ..exercises import (Exercise, case_generator, case_random, case_seed, graded, no_reference, register,
+                         returned_samples)
 from ..models.vqvae import adaptive_weight, codebook_loss, commitment_loss, perplexity, straight_through
 
 F64 = torch.float64
@@ -217,6 +219,96 @@ def _aw_variant(formula):
     return variant
 
 
+
+# -- build and train: the student's whole VQ-VAE, judged by its reconstructions and its codes -------------------------
+TRAIN = dict(width=16, K=32, D=8, beta=0.25, steps=150, n=128)  # 3-5 s on one CPU core
+# A right build (three seeds) went from a test MSE of 0.150-0.178 untrained to 0.026-0.028 (ratio 0.16-0.18), its
+# logged loss to 0.17-0.26 of its first value, and its codes of the 128 test images used 29-32 of the 32 codes at a
+# perplexity of 18.6-23.3. Decoding z_q instead of the straight-through value: ratio 0.62, perplexity 3.3; the codes
+# all 0: ratio 0.60; no codebook term: the loss rose to 31 times its first value.
+TRAIN_FACTOR, LOSS_FACTOR, COPY_MSE = 0.4, 0.8, 1e-4
+
+
+def perplexity_floor(K: int) -> float:
+    return K / 8  # 4 of K = 32: a right build is far above it, a collapsed codebook (a handful of codes) below
+
+
+def build_vqvae_cases() -> list[tuple]:
+    """(width, K, D, beta, seed, steps, images, perm): n test images to reconstruct and an order to decode their codes
+    in, with the seeds, drawn with the grader's secret salt in a grading run."""
+    from ..data import load_data
+
+    t, g = TRAIN, _gen(705)
+    test = load_data("fashion-mnist", "test").images
+    images = test[torch.randperm(len(test), generator=g)[:t["n"]]]  # (n, 1, 28, 28) in [0, 1]
+    perm = torch.randperm(t["n"], generator=g)  # (n,)
+    return [(t["width"], t["K"], t["D"], t["beta"], case_seed(706) % 2**31, t["steps"], images, perm)]
+
+
+def train_compare(got, want, args) -> None:
+    """It trains as a VQ-VAE: gradients reach the encoder (through the straight-through path), the codebook and the
+    decoder; the reconstructions are decoded from the codes; the loss falls; the codes are not collapsed; and the
+    grader's test images are reconstructed better than by the untrained model. Errors and perplexity computed here."""
+    width, K, D, beta, _, steps, images, perm = args
+    n, s = len(images), images.shape[-1] // 4
+    where = f"lab07.build_vqvae, {steps} steps with width {width}, K = {K} codes of D = {D}"
+    returned_samples(got, ("before", "after", "codes", "permuted", "grads", "loss"), where,
+                     "lab07:train_and_reconstruct", n,
+                     "Does decode(codes) turn (B, s, s) codes into images (B, 1, 28, 28) in [0, 1]?")
+    codes = got["codes"]
+    if codes.dtype.is_floating_point or tuple(codes.shape) != (n, s, s) or int(codes.min()) < 0 or int(codes.max()) >= K:
+        raise AssertionError(f"{where}: quantize(encode(x)) must give integer codes in 0..{K - 1} of shape ({n}, {s}, "
+                             f"{s}); got {codes.dtype}, shape {tuple(codes.shape)}. Does your quantize reshape the (B, D, "
+                             f"s, s) grid to (B s s, D) vectors before nearest_code, and back to (B, s, s)?")
+    loss, grads = got["loss"].flatten(), got["grads"].flatten()
+    if len(loss) < 2 or not bool(torch.isfinite(loss).all()) or not bool(torch.isfinite(grads).all()):
+        raise AssertionError(f"{where}: the training loss is not finite ({loss[:5].tolist()} ...).")
+    encoder, codebook, decoder = (float(x) for x in grads[:3])
+    if not decoder > 0:
+        raise AssertionError(f"{where}: no gradient reaches the decoder: your loss must hold the reconstruction error "
+                             f"of the decoder's output, (sigmoid(decoder(...)) - x)^2 averaged, on the graph (no .item(), "
+                             f"no .detach()).")
+    if not encoder > 0:
+        raise AssertionError(f"{where}: with beta = 0 no gradient reaches the encoder, so it only ever learns from the "
+                             f"commitment term. It looks like no straight-through: the decoder is fed z_q, whose gradient "
+                             f"stops at the argmin; feed it straight_through(z_e, z_q).")
+    if not codebook > 0:
+        raise AssertionError(f"{where}: no gradient reaches the codebook, so the codes never move from where they "
+                             f"started. It looks like the codebook term is missing from the loss, or z_q is taken from a "
+                             f"detached codebook; z_q = self.codebook.lookup(codes), and add both of your vq_losses terms.")
+    moved = float((got["permuted"] - got["after"][perm.long()]).abs().max())
+    if moved > 1e-4:
+        raise AssertionError(f"{where}: decoding the same codes in another order gives other images (up to {moved:.3g} "
+                             f"apart): the reconstructions are not decode(codes). Keep the check cell as given, and let "
+                             f"decode depend on the codes alone.")
+    mse = {k: float((got[k].double() - images.double()).pow(2).mean()) for k in ("before", "after")}
+    if mse["after"] < COPY_MSE:
+        raise AssertionError(f"{where}: the reconstructions are the images themselves (MSE {mse['after']:.2g}): "
+                             f"{s * s} codes of {K} cannot carry a grey 28 x 28 image so exactly.")
+    first, last = float(loss[0]), float(loss[-3:].mean())
+    falls = last < LOSS_FACTOR * first
+    fell = (f"{where}: the loss does not fall: {first:.4f} at the start, {last:.4f} at the end (mean of the last three "
+            f"logged), expected below {LOSS_FACTOR:g} x the first.")
+    if not falls and last <= first / LOSS_FACTOR:
+        raise AssertionError(f"{fell} It stays where it began: that looks like a learning rate of 0, or a loss cut from "
+                             f"the graph (.item(), .detach(), torch.tensor(...)).")
+    ppl = float(perplexity(codes.long(), K))
+    used = int(codes.unique().numel())
+    if not ppl >= perplexity_floor(K):
+        raise AssertionError(f"{where}: the codes have collapsed: the {n} test images use {used} of the {K} codes, "
+                             f"perplexity {ppl:.2f}, expected at least {perplexity_floor(K):g}. Does your quantize pick "
+                             f"the nearest code of each grid position (nearest_code on (B s s, D) vectors, then "
+                             f"view(B, s, s)), and does the codebook term pull the chosen codes towards the encoder?")
+    if not falls:
+        raise AssertionError(f"{fell} It grows: that looks like an encoder drifting away from codes that do not "
+                             f"follow it; the codebook term must pull the chosen codes towards the encoder outputs.")
+    if not mse["after"] < TRAIN_FACTOR * mse["before"]:
+        raise AssertionError(f"{where}: its reconstructions do not improve: test MSE {mse['before']:.4f} untrained -> "
+                             f"{mse['after']:.4f} after training, expected below {TRAIN_FACTOR:g} x the untrained error. "
+                             f"Is the reconstruction error in the loss, and the decoder's output the sigmoid of its "
+                             f"logits?")
+
+
 register(Exercise("lab07.nearest_code", nearest_cases, nearest_code, compare=nearest_compare,
                   describe="N, D, K of several sizes, codes of unequal lengths, exact ties to the lowest index",
                   names=("64 vectors, K = 8", "7 vectors against 64 codes", "300 vectors in 2-D, K = 3", "one vector",
@@ -282,3 +374,7 @@ register(Exercise("lab07.adaptive_weight", adaptive_cases, adaptive_weight, rtol
                              _aw_variant(lambda r, g, d: r.norm() / g.norm())),
                             ("squared norms: lambda = ||grad rec|| / (||grad GAN|| + delta), the norms themselves",
                              _aw_variant(lambda r, g, d: r.pow(2).sum() / (g.pow(2).sum() + d))))))
+register(Exercise("lab07.build_vqvae", build_vqvae_cases, no_reference, compare=train_compare, judged=True,
+                  describe=f"trained {TRAIN['steps']} steps on Fashion-MNIST: gradients reach encoder, codebook and "
+                           f"decoder, perplexity at least {perplexity_floor(TRAIN['K']):g} of K = {TRAIN['K']}, test MSE "
+                           f"below {TRAIN_FACTOR:g} x the untrained one"))
