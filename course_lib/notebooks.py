@@ -369,7 +369,10 @@ def course_map(root: Path = REPO_ROOT, timings: Path = TIMINGS) -> str:
         number = lecture.stem.partition("_")[0]
         title = nbformat.read(lecture, as_version=NB_VERSION).cells[0].source.splitlines()[0].lstrip("# ").strip()
         topic = re.sub(r"^(lecture\s*\d+\s*[:·.-]|\d+\s*·)\s*", "", title, flags=re.I).strip()
-        sol, lab = f"solutions/{lecture.name}", f"labs/{lecture.name}"
+        # the lab and solution of a lecture share its number (07_vq_vae goes with 07_vq_vae_and_priors)
+        paired = sorted((root / "solutions").glob(f"{number}_*.ipynb"))
+        name = paired[0].name if paired else lecture.name
+        sol, lab = f"solutions/{name}", f"labs/{name}"
         has_lab = (root / lab).exists()
         rows.append(f"| {number} | {topic} | {cell(f'lectures/{lecture.name}')} | "
                     f"{f'[lab]({lab})' if has_lab else '-'} | {cell(sol) if has_lab else '-'} |")

@@ -14,6 +14,8 @@
                     on integer levels too (log_prob_levels, sample_levels): the VQ-VAE's prior over codes
     vqvae.py        the VQ-VAE: codebook, straight-through estimator, EMA and dead-code restarts, and sampling
                     through a PixelCNN prior over its 7x7 codes (lecture 07)
+    vqgan.py        VQGAN in miniature: a VQ-VAE's decoder fine-tuned with a patch discriminator, weighted
+                    by the adaptive lambda (lecture 07)
 
 How the course sizes, trains and measures each family (its `*_config(course)`, `train_*`, benches)
 lives a layer up, in `course_lib/recipes/`; nothing here imports it, nor `runs`, `metrics` or `bench`.

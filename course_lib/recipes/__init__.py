@@ -8,6 +8,7 @@
     vae.py          vae_config, train_vae, evaluate_vae (lecture 05)
     pixelcnn.py     pixelcnn_config, train_pixelcnn, evaluate_bpd (lecture 06)
     vqvae.py        vqvae_config, prior_config, train_vqvae, fit_prior, evaluate_vqvae (lecture 07)
+    vqgan.py        vqgan_config, train_vqgan (and its control), sharpness, evaluate_sharpening (lecture 07)
     zoo.py          train, save and measure the model zoo's entries (`python -m course_lib.zoo`)
 
 A family's `*_config(course, dataset)` sizes its model for the profile and the dataset; its

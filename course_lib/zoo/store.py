@@ -201,7 +201,10 @@ HEADLINES = {"cgan-*-label": ("fd", "fd_floor", "class_accuracy", "recall_class_
              "vae-*-logistic256": ("test_bpd", "iwae_bpd", "iwae_n", "fd", "fd_floor", "fd_n"),
              "vae-*-bernoulli": ("binarised_elbo_nats",),
              "pixelcnn-*": ("test_bpd", "bpd_n", "fd", "fd_floor", "fd_n"),
-             "dcgan-*": ("fd", "fd_floor", "recall", "precision")}
+             "dcgan-*": ("fd", "fd_floor", "recall", "precision"),
+             "vqvae-*-prior": ("bits_per_code", "bits_per_image", "uniform_bits_per_image"),  # before vqvae-*: first match
+             "vqvae-*": ("test_mse", "perplexity", "dead_codes", "bits_per_image", "fd", "fd_floor", "fd_n",
+                         "speedup_vs_pixelcnn")}
 
 
 def entry_figures(name: str, entry: dict) -> str:
