@@ -7,23 +7,12 @@ import pytest
 import torch
 
 from course_lib import setup
-from course_lib.data import ImageData
 from course_lib.models.vqgan import VQGAN, PatchDiscriminator, VQGANConfig, last_layer_weight
 from course_lib.models.vqvae import VQVAE, VQVAEConfig
 from course_lib.recipes.common import quiet
 from course_lib.recipes.vqgan import evaluate_sharpening, reconstructions, sharpness, train_vqgan, vqgan_config
 from course_lib.train import TrainConfig, Trainer
-
-
-def blobs(n=256, size=28, seed=0):
-    """Easy images (n, 1, size, size) in [0, 1]: one Gaussian blob each, at a random place and width."""
-    g = torch.Generator().manual_seed(seed)
-    centre = torch.rand(n, 2, generator=g) * (size * 0.6) + size * 0.2  # (n, 2)
-    width = torch.rand(n, 1, 1, generator=g) * 3 + 2  # (n, 1, 1)
-    r = torch.arange(size).float()
-    d2 = (r[None, :, None] - centre[:, 0, None, None]) ** 2 + (r[None, None, :] - centre[:, 1, None, None]) ** 2
-    images = torch.exp(-d2 / (2 * width ** 2))[:, None]
-    return ImageData("blobs", "train", images, torch.zeros(n, dtype=torch.long), ("blob",))
+from test_vqvae_recipe import blobs  # easy images: one Gaussian blob each
 
 
 @pytest.fixture
